@@ -1,0 +1,257 @@
+"""Reading and writing model artifacts: JSON and numpy arrays only, checked by sha256.
+
+An artifact is a directory ``models/<name>/`` with
+
+* ``encoder.json`` — encoder settings, vocabulary and corpus statistics,
+* ``arrays.npz`` — every numeric array (IDF weights, network weights, trees),
+  read with ``allow_pickle=False`` so that loading can never run code,
+* ``card.json`` — the model card: identity, data, metrics, library versions
+  and the sha256 of the two files above,
+* ``MODEL_CARD.md`` — the card for people, generated from ``card.json``.
+
+:func:`load_model` refuses an artifact whose files are missing, altered,
+unreadable, or made for another feature set, format or library version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sklearn
+
+from service.domain.encoding import EncoderConfig, TextEncoder
+from service.domain.pair_features import FEATURE_NAMES
+from service.domain.stance import DenseNetwork, StanceModel, TreeEnsemble
+
+FORMAT_VERSION = 1
+"""Version of the file layout; bumped when this module reads files differently."""
+
+ENCODER_FILE = "encoder.json"
+ARRAYS_FILE = "arrays.npz"
+CARD_FILE = "card.json"
+CARD_MARKDOWN_FILE = "MODEL_CARD.md"
+CHECKED_FILES = (ENCODER_FILE, ARRAYS_FILE)
+
+
+class ArtifactError(RuntimeError):
+    """A model artifact cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified artifact: the runtime objects and the card that describes them."""
+
+    directory: Path
+    card: dict
+    encoder: TextEncoder
+    stance: StanceModel
+
+    @property
+    def model_id(self) -> str:
+        """The model's stable id (``card["id"]``)."""
+        return self.card["id"]
+
+    @property
+    def version(self) -> str:
+        """The model's version (``card["version"]``)."""
+        return self.card["version"]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+# -- reading ------------------------------------------------------------------
+
+
+def load_model(directory: Path) -> LoadedModel:
+    """Load and verify the artifact in ``directory``.
+
+    Raises :class:`ArtifactError` naming the offending file when a file is
+    missing, its sha256 differs from the card, it cannot be parsed, or it was
+    made for another format, feature set or scikit-learn/numpy version.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: model directory not found")
+    card = _read_json(directory / CARD_FILE)
+    _check_card(directory / CARD_FILE, card)
+    for name in CHECKED_FILES:
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (listed in {CARD_FILE})")
+        expected = card["files"].get(name)
+        actual = sha256_of(path)
+        if actual != expected:
+            raise ArtifactError(
+                f"{path}: sha256 {actual} does not match {expected} recorded in {CARD_FILE}; "
+                "the file was altered or belongs to another model"
+            )
+    encoder_data = _read_json(directory / ENCODER_FILE)
+    arrays = _read_arrays(directory / ARRAYS_FILE)
+    try:
+        encoder = TextEncoder(
+            EncoderConfig.from_dict(encoder_data["config"]),
+            encoder_data["vocabulary"],
+            arrays["word_idf"],
+            arrays["char_idf"],
+            encoder_data["avg_tokens"],
+        )
+        stance = StanceModel(
+            relatedness=_network(arrays, "relatedness"),
+            stance=_classifier(arrays, "stance", card["training"]["stance_kind"]),
+            related_threshold=float(card["training"]["related_threshold"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{directory}: inconsistent artifact: {error}") from None
+    return LoadedModel(directory, card, encoder, stance)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    return data
+
+
+def _check_card(path: Path, card: dict) -> None:
+    for key in ("id", "version", "format_version", "files", "features", "libraries", "training"):
+        if key not in card:
+            raise ArtifactError(f"{path}: missing required key {key!r}")
+    if card["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: artifact format {card['format_version']!r}, this code reads format "
+            f"{FORMAT_VERSION}; retrain with `discourse train`"
+        )
+    if list(card["features"]) != list(FEATURE_NAMES):
+        raise ArtifactError(
+            f"{path}: the model was trained on other pair features than this code computes; "
+            "retrain with `discourse train`"
+        )
+    trained = card["libraries"]
+    running = {"scikit-learn": sklearn.__version__, "numpy": np.__version__}
+    # Tokenising and hashing come from scikit-learn, so a different minor
+    # version could change features silently; numpy only matters by major.
+    if _minor(str(trained.get("scikit-learn", ""))) != _minor(running["scikit-learn"]):
+        raise ArtifactError(
+            f"{path}: trained with scikit-learn {trained.get('scikit-learn')}, running "
+            f"{running['scikit-learn']}; install the trained version or retrain"
+        )
+    if str(trained.get("numpy", "")).split(".")[0] != running["numpy"].split(".")[0]:
+        raise ArtifactError(
+            f"{path}: trained with numpy {trained.get('numpy')}, running {running['numpy']}; "
+            "install the trained major version or retrain"
+        )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ArtifactError(f"{path}: not a readable numpy archive ({error})") from None
+
+
+def _network(arrays: dict[str, np.ndarray], prefix: str) -> DenseNetwork:
+    n_layers = int(arrays[f"{prefix}.layers"])
+    return DenseNetwork(
+        feature_indices=arrays[f"{prefix}.feature_indices"],
+        mean=arrays[f"{prefix}.mean"],
+        scale=arrays[f"{prefix}.scale"],
+        weights=tuple(arrays[f"{prefix}.w{i}"] for i in range(n_layers)),
+        biases=tuple(arrays[f"{prefix}.b{i}"] for i in range(n_layers)),
+    )
+
+
+_TREE_FIELDS = ("feature", "threshold", "left", "right", "value", "roots", "tree_class", "baseline")
+
+
+def _classifier(arrays: dict[str, np.ndarray], prefix: str, kind: str) -> DenseNetwork | TreeEnsemble:
+    if kind == "trees":
+        return TreeEnsemble(
+            feature_indices=arrays[f"{prefix}.feature_indices"],
+            depth=int(arrays[f"{prefix}.depth"]),
+            **{name: arrays[f"{prefix}.{name}"] for name in _TREE_FIELDS},
+        )
+    return _network(arrays, prefix)
+
+
+# -- writing ------------------------------------------------------------------
+
+
+def model_arrays(encoder: TextEncoder, model: StanceModel) -> dict[str, np.ndarray]:
+    """The arrays of an encoder and stance model under the names :func:`load_model` reads."""
+    arrays: dict[str, np.ndarray] = {
+        "word_idf": encoder.word_idf.astype(np.float64),
+        "char_idf": encoder.char_idf.astype(np.float64),
+    }
+    for prefix, part in (("relatedness", model.relatedness), ("stance", model.stance)):
+        arrays[f"{prefix}.feature_indices"] = np.asarray(part.feature_indices, dtype=np.int64)
+        if isinstance(part, TreeEnsemble):
+            arrays[f"{prefix}.depth"] = np.asarray(part.depth, dtype=np.int64)
+            for name in _TREE_FIELDS:
+                arrays[f"{prefix}.{name}"] = np.asarray(getattr(part, name))
+        else:
+            arrays[f"{prefix}.mean"] = part.mean
+            arrays[f"{prefix}.scale"] = part.scale
+            arrays[f"{prefix}.layers"] = np.asarray(len(part.weights), dtype=np.int64)
+            for i, (w, b) in enumerate(zip(part.weights, part.biases, strict=True)):
+                arrays[f"{prefix}.w{i}"] = w
+                arrays[f"{prefix}.b{i}"] = b
+    return arrays
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` whose bytes depend only on the arrays.
+
+    ``numpy.savez`` stamps each member with the current time, which would
+    change the sha256 of every retrained (but identical) model.
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(arrays[name], order="C"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue())
+
+
+def write_json(path: Path, data: dict, indent: int | None = 1) -> None:
+    """Write JSON with sorted keys and a trailing newline (stable bytes)."""
+    text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def encoder_document(encoder: TextEncoder) -> dict:
+    """The JSON form of an encoder (its arrays go to ``arrays.npz``)."""
+    return {
+        "config": encoder.config.to_dict(),
+        "vocabulary": encoder.vocabulary,
+        "avg_tokens": encoder.avg_tokens,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour the artifact depends on."""
+    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__}

@@ -1,0 +1,213 @@
+"""The ``discourse`` command: train, evaluate, predict-pairs, score files, serve.
+
+Exit status: 0 on success, 1 when the data or an artifact is unusable (the
+message on stderr names the file), 2 for wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT
+
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "fnc-1"
+
+
+def _model_dir(name: str | None) -> Path:
+    """``--model`` takes a name under ``models/`` or a path to an artifact directory."""
+    if name is None:
+        return DEFAULT_MODEL_DIR
+    path = Path(name)
+    return path if path.is_dir() or "/" in name else PROJECT_ROOT / "models" / name
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="discourse", description="Similarity and stance of texts towards reference articles."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train the stance model and write its artifact")
+    train.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FNC-1 training directory")
+    train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
+    train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
+    train.add_argument("--model-id", default="fnc1-stance")
+    train.add_argument("--version", default="1.0.0")
+
+    for name, help_text in (
+        ("evaluate", "report FNC score, macro-F1 and the confusion matrix on labelled pairs"),
+        ("predict-pairs", "write stance and similarity for every (headline, body) pair"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--stances", type=Path, required=True, help="FNC-format stance CSV")
+        sub.add_argument("--bodies", type=Path, required=True, help="FNC-format bodies CSV")
+        sub.add_argument("--model", help="model name under models/ or a directory")
+        if name == "predict-pairs":
+            sub.add_argument("--out", type=Path, required=True, help="CSV to write")
+
+    score = commands.add_parser("score", help="score a JSONL or CSV file of texts, write JSONL")
+    score.add_argument("file", type=Path, help="JSONL (objects with 'text', optional 'id') or CSV")
+    score.add_argument("--out", type=Path, help="output JSONL (default: standard output)")
+    score.add_argument("--reference", help="reference id (default: the default reference)")
+    score.add_argument("--explain", action="store_true", help="add evidence to every result")
+    score.add_argument("--batch-size", type=int, default=64)
+    score.add_argument("--model", help="model name under models/ or a directory")
+    score.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR)
+
+    serve = commands.add_parser("serve", help="run the development server (use gunicorn in production)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``discourse`` console script."""
+    args = _parser().parse_args(argv)
+    from service.artifacts import ArtifactError
+    from service.reference_files import ReferenceFileError
+    from service.training.fnc import DataFormatError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (ArtifactError, ReferenceFileError, DataFormatError, InputFileError) as error:
+        print(f"discourse {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from service.training.pipeline import train
+    from service.training.trainer import TrainingConfig, log_to_stderr
+
+    started = time.perf_counter()
+    card = train(
+        args.data, args.out, args.seeds, TrainingConfig(), args.model_id, args.version, log_to_stderr
+    )
+    mean = card["validation"]["mean"]
+    log_to_stderr(
+        f"done in {time.perf_counter() - started:.1f} s; validation mean over "
+        f"{len(card['validation']['splits'])} story splits: FNC score {mean['fnc_score']}, "
+        f"macro-F1 {mean['macro_f1']}, similarity ROC-AUC {mean['similarity_roc_auc']}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from service.artifacts import load_model
+    from service.training.pipeline import evaluate
+
+    report = evaluate(load_model(_model_dir(args.model)), args.stances, args.bodies)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _predict_pairs(args: argparse.Namespace) -> int:
+    from service.artifacts import load_model
+    from service.training.pipeline import write_predictions
+
+    rows = write_predictions(load_model(_model_dir(args.model)), args.stances, args.bodies, args.out)
+    print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+class InputFileError(ValueError):
+    """A file given to ``discourse score`` cannot be read; the message names the file and line."""
+
+
+def read_texts(path: Path) -> Iterator[tuple[str, str]]:
+    """Yield ``(id, text)`` from a JSONL file (``.jsonl``/``.ndjson``/``.json``) or a CSV file.
+
+    Rows without an id get their 1-based row number.
+    """
+    try:
+        handle = open(path, encoding="utf-8", newline="")
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot be read ({error.strerror})") from None
+    with handle:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(handle)
+            if "text" not in (reader.fieldnames or []):
+                raise InputFileError(f"{path}: no 'text' column")
+            for n, row in enumerate(reader, start=1):
+                yield (row.get("id") or str(n)), row["text"] or ""
+            return
+        for n, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputFileError(f"{path}, line {n}: not JSON ({error.msg})") from None
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise InputFileError(f"{path}, line {n}: expected an object with a string 'text'")
+            yield str(item.get("id", n)), item["text"]
+
+
+def result_document(result) -> dict:
+    """The JSON form of a :class:`service.domain.scorer.TextScore` (as the API returns it)."""
+    document = dataclasses.asdict(result)
+    if document["evidence"] is None:
+        del document["evidence"]
+    return document
+
+
+def _score(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from service.runtime import load_runtime
+
+    if args.batch_size < 1:
+        raise InputFileError("--batch-size must be at least 1")
+    runtime = load_runtime(_model_dir(args.model), args.seeds)
+    reference = runtime.scorer.reference(args.reference)
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        with tqdm(unit="text", file=sys.stderr, disable=None) as bar:
+            batch: list[tuple[str, str]] = []
+            for item in read_texts(args.file):
+                batch.append(item)
+                if len(batch) == args.batch_size:
+                    _write_batch(runtime.scorer, batch, reference.id, args.explain, out)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                _write_batch(runtime.scorer, batch, reference.id, args.explain, out)
+                bar.update(len(batch))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _write_batch(scorer, batch, reference_id: str, explain: bool, out) -> None:
+    ids = [i for i, _ in batch]
+    texts = [t for _, t in batch]
+    for result in scorer.score(texts, ids=ids, reference_id=reference_id, explain=explain):
+        document = {"reference": reference_id, **result_document(result)}
+        out.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service.http.app import create_app
+
+    create_app().run(host=args.host, port=args.port)
+    return 0
+
+
+_COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict-pairs": _predict_pairs,
+    "score": _score,
+    "serve": _serve,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Evidence for a score: matching passages and the shared terms that weigh most."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from service.domain.encoding import EncodedTexts, TextEncoder
+from service.domain.references import PreparedReference
+
+
+@dataclass(frozen=True)
+class PassageMatch:
+    """A sentence of the text and the reference passage closest to it.
+
+    Offsets are Python string indices (Unicode code points), end exclusive:
+    ``text[text_start:text_end]`` is the sentence of the submitted text and
+    ``body[reference_start:reference_end]`` the passage of the reference body.
+    """
+
+    text_start: int
+    text_end: int
+    reference_start: int
+    reference_end: int
+    reference_passage: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class SharedTerm:
+    """A term of both texts and its share of their word TF-IDF cosine."""
+
+    term: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why a text scored as it did against a reference."""
+
+    passages: tuple[PassageMatch, ...]
+    shared_terms: tuple[SharedTerm, ...]
+
+
+def find_evidence(
+    encoder: TextEncoder,
+    texts: EncodedTexts,
+    reference: PreparedReference,
+    max_passages: int = 3,
+    max_terms: int = 10,
+) -> list[Evidence]:
+    """Evidence for every text of ``texts`` against ``reference``.
+
+    One sparse product compares every sentence of the batch with every
+    passage of the reference, so the cost grows linearly with the total
+    length of the texts.
+    """
+    passage_vectors = reference.body.sentence_word
+    sentence_sims = (texts.sentence_word @ passage_vectors.T).toarray()  # (S, P)
+    best_passage = sentence_sims.argmax(axis=1) if sentence_sims.size else np.zeros(0, dtype=int)
+    best_sim = sentence_sims.max(axis=1) if sentence_sims.size else np.zeros(0)
+    # Contribution of each term to the word cosine: product of the two weights.
+    contributions = texts.word.multiply(reference.body.word).tocsr()
+
+    starts = np.searchsorted(texts.sentence_owner, np.arange(len(texts) + 1))
+    results = []
+    for i in range(len(texts)):
+        lo, hi = starts[i], starts[i + 1]
+        passages = _top_passages(texts, reference, i, lo, hi, best_passage, best_sim, max_passages)
+        results.append(Evidence(passages, _top_terms(encoder, contributions, i, max_terms)))
+    return results
+
+
+def _top_passages(
+    texts: EncodedTexts,
+    reference: PreparedReference,
+    i: int,
+    lo: int,
+    hi: int,
+    best_passage: np.ndarray,
+    best_sim: np.ndarray,
+    limit: int,
+) -> tuple[PassageMatch, ...]:
+    if hi <= lo:
+        return ()
+    sims = best_sim[lo:hi]
+    count = min(limit, int((sims > 0).sum()))
+    if count == 0:
+        return ()
+    # argpartition keeps this linear in the number of sentences.
+    top = np.argpartition(-sims, count - 1)[:count] if count < len(sims) else np.arange(len(sims))
+    top = top[np.argsort(-sims[top], kind="stable")]
+    matches = []
+    for local in top:
+        sentence = texts.sentences[i][local]
+        passage = reference.passages[best_passage[lo + local]]
+        matches.append(
+            PassageMatch(
+                text_start=sentence.start,
+                text_end=sentence.end,
+                reference_start=passage.start,
+                reference_end=passage.end,
+                reference_passage=passage.text,
+                similarity=round(float(sims[local]), 4),
+            )
+        )
+    return tuple(matches)
+
+
+def _top_terms(
+    encoder: TextEncoder, contributions: sp.csr_matrix, i: int, limit: int
+) -> tuple[SharedTerm, ...]:
+    row = slice(contributions.indptr[i], contributions.indptr[i + 1])
+    columns, weights = contributions.indices[row], contributions.data[row]
+    if weights.size == 0:
+        return ()
+    total = weights.sum()
+    order = np.argsort(-weights, kind="stable")[:limit]
+    return tuple(
+        SharedTerm(encoder.vocabulary[columns[j]], round(float(weights[j] / total), 4)) for j in order
+    )

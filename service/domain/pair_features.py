@@ -1,0 +1,123 @@
+"""Features of (claim, text) pairs, shared by training and scoring.
+
+FNC-1 pairs a claim (the headline) with an article (the body); the service
+pairs each claim of a reference with each submitted text. Every feature is
+computed for all pairs of two encoded batches at once with sparse matrix
+products, so the cost is one product per feature, not a Python loop per pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from service.domain.encoding import LEXICON_NAMES, EncodedTexts, TextEncoder
+
+_PAIR = (
+    "cos_word",
+    "cos_char",
+    "coverage",
+    "bm25",
+    "max_sentence_cos",
+    "lead_cos",
+    "negated_coverage",
+)
+_NEAR = tuple(f"{name}_near_claim" for name in LEXICON_NAMES)
+_TEXT = (
+    "log_text_tokens",
+    *(f"{name}_per_100_tokens" for name in LEXICON_NAMES),
+    *(f"{name}_in_lead" for name in LEXICON_NAMES),
+)
+_CLAIM = ("log_claim_tokens", *(f"{name}_in_claim" for name in LEXICON_NAMES))
+
+FEATURE_NAMES: tuple[str, ...] = (*_PAIR, *_NEAR, *_TEXT, *_CLAIM)
+"""Column names of the array :func:`compute_pair_features` returns, in order."""
+
+# Added to denominators so that empty texts and claims give 0, never NaN.
+_EPS = 1e-3
+
+
+def compute_pair_features(
+    encoder: TextEncoder, texts: EncodedTexts, claims: EncodedTexts
+) -> np.ndarray:
+    """Features of every (text, claim) pair: an array of shape (len(texts), len(claims), F).
+
+    ``F`` is ``len(FEATURE_NAMES)``; every value is finite.
+    """
+    n_texts, n_claims = len(texts), len(claims)
+    claim_terms = np.asarray(claims.terms.sum(axis=1)).ravel()
+    claim_bm25_max = _bm25_ceiling(encoder, claims)
+
+    cos_word = (texts.word @ claims.word.T).toarray()
+    cos_char = (texts.char @ claims.char.T).toarray()
+    coverage = (texts.terms @ claims.terms.T).toarray() / np.maximum(claim_terms, 1.0)
+    bm25 = (texts.bm25 @ claims.terms.T).toarray() / np.maximum(claim_bm25_max, _EPS)
+    lead_cos = (texts.lead @ claims.word.T).toarray()
+    negated = (texts.negated @ claims.terms.T).toarray() / np.maximum(claim_terms, 1.0)
+
+    sentence_cos = (texts.sentence_word @ claims.word.T).toarray()  # (S, K)
+    max_sentence = _max_by_owner(sentence_cos, texts.sentence_owner, n_texts)
+    near = _similarity_weighted_lexicon(
+        sentence_cos, texts.sentence_lexicon, texts.sentence_owner, n_texts
+    )  # (N, K, L)
+
+    per_100 = 100.0 * texts.lexicon / np.maximum(texts.n_tokens, 1.0)[:, None]
+    text_level = np.column_stack([np.log1p(texts.n_tokens), per_100, texts.lead_lexicon])
+    claim_level = np.column_stack([np.log1p(claims.n_tokens), claims.lexicon])
+
+    pair_level = np.stack(
+        [cos_word, cos_char, coverage, bm25, max_sentence, lead_cos, negated], axis=-1
+    )
+    features = np.concatenate(
+        [
+            pair_level,
+            near,
+            np.broadcast_to(text_level[:, None, :], (n_texts, n_claims, text_level.shape[1])),
+            np.broadcast_to(claim_level[None, :, :], (n_texts, n_claims, claim_level.shape[1])),
+        ],
+        axis=-1,
+    )
+    return np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _bm25_ceiling(encoder: TextEncoder, claims: EncodedTexts) -> np.ndarray:
+    """Largest BM25 score a text could reach on each claim (sum of the claims' term IDFs × (k1 + 1))."""
+    terms = claims.terms.tocsr()
+    idf = sp.csr_matrix(
+        (encoder.idf_of(terms.indices) * (encoder.config.bm25_k1 + 1.0), terms.indices, terms.indptr),
+        shape=terms.shape,
+    )
+    return np.asarray(idf.sum(axis=1)).ravel()
+
+
+def _max_by_owner(values: np.ndarray, owner: np.ndarray, n_groups: int) -> np.ndarray:
+    """Row-wise maximum of ``values`` per owning text; 0 for texts without sentences."""
+    result = np.zeros((n_groups, values.shape[1]))
+    if values.shape[0] == 0:
+        return result
+    # Sentences of one text are contiguous and in order, so reduceat applies.
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    result[owner[starts]] = np.maximum.reduceat(values, starts, axis=0)
+    return result
+
+
+def _similarity_weighted_lexicon(
+    sentence_cos: np.ndarray, sentence_lexicon: np.ndarray, owner: np.ndarray, n_texts: int
+) -> np.ndarray:
+    """Lexicon counts of each text's sentences, weighted by how close each sentence is to the claim.
+
+    A refuting word in the sentence that restates the claim says more than
+    one in an unrelated paragraph.
+    """
+    n_sentences, n_claims = sentence_cos.shape
+    n_lex = sentence_lexicon.shape[1]
+    if n_sentences == 0:
+        return np.zeros((n_texts, n_claims, n_lex))
+    weights = np.clip(sentence_cos, 0.0, None) ** 2
+    owner_matrix = sp.csr_matrix(
+        (np.ones(n_sentences), (owner, np.arange(n_sentences))), shape=(n_texts, n_sentences)
+    )
+    weighted = weights[:, :, None] * sentence_lexicon[:, None, :]  # (S, K, L)
+    numerator = (owner_matrix @ weighted.reshape(n_sentences, -1)).reshape(n_texts, n_claims, n_lex)
+    denominator = owner_matrix @ weights  # (N, K)
+    return numerator / (denominator[:, :, None] + _EPS)

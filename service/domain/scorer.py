@@ -1,0 +1,198 @@
+"""Scoring texts against a reference: similarity, stance per claim and overall, evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.domain.encoding import TextEncoder
+from service.domain.evidence import Evidence, find_evidence
+from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
+from service.domain.references import PreparedReference
+from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
+
+MIN_WORDS = 8
+"""Below this many words a text is flagged as too short to judge."""
+MIN_KNOWN_FRACTION = 0.5
+"""Below this share of words in the background vocabulary a text is flagged."""
+
+_COS_WORD = FEATURE_NAMES.index("cos_word")
+_COS_CHAR = FEATURE_NAMES.index("cos_char")
+
+
+@dataclass(frozen=True)
+class Stance:
+    """A stance label and the probability of each of the four labels."""
+
+    label: str
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ClaimScore:
+    """How a text relates to one claim of the reference."""
+
+    id: str
+    similarity: float
+    related: float
+    stance: Stance
+
+
+@dataclass(frozen=True)
+class TextWarning:
+    """Something that makes a score less trustworthy, with a stable code."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """The full result for one submitted text."""
+
+    id: str
+    similarity: float
+    related: float
+    stance: Stance
+    claims: tuple[ClaimScore, ...]
+    warnings: tuple[TextWarning, ...]
+    evidence: Evidence | None = None
+
+
+class UnknownReferenceError(KeyError):
+    """No reference has the requested id."""
+
+    def __init__(self, reference_id: str) -> None:
+        super().__init__(reference_id)
+        self.reference_id = reference_id
+
+    def __str__(self) -> str:
+        return f"no reference with id {self.reference_id!r}"
+
+
+class Scorer:
+    """Scores batches of texts against prepared references with one encoder and stance model.
+
+    The scorer holds no per-request state and is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        stance_model: StanceModel,
+        references: Mapping[str, PreparedReference],
+        default_reference: str,
+    ) -> None:
+        if default_reference not in references:
+            raise UnknownReferenceError(default_reference)
+        self.encoder = encoder
+        self.stance_model = stance_model
+        self.references = dict(references)
+        self.default_reference = default_reference
+
+    def reference(self, reference_id: str | None = None) -> PreparedReference:
+        """The prepared reference with ``reference_id`` (the default one for ``None``)."""
+        key = self.default_reference if reference_id is None else reference_id
+        try:
+            return self.references[key]
+        except KeyError:
+            raise UnknownReferenceError(key) from None
+
+    def score(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        reference_id: str | None = None,
+        explain: bool = False,
+    ) -> list[TextScore]:
+        """Score ``texts`` (in one batch) against a reference; results follow input order.
+
+        ``ids`` are echoed in the results; by default each text's index.
+        """
+        reference = self.reference(reference_id)
+        if ids is None:
+            ids = [str(i) for i in range(len(texts))]
+        if len(ids) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
+        if not texts:
+            return []
+        encoded = self.encoder.encode(texts)
+        similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
+
+        features = compute_pair_features(self.encoder, encoded, reference.claim_vectors)
+        n_texts, n_claims, n_features = features.shape
+        w = self.encoder.config.char_weight
+        claim_similarity = np.clip(
+            (1 - w) * features[:, :, _COS_WORD] + w * features[:, :, _COS_CHAR], 0.0, 1.0
+        )
+        claim_probs = self.stance_model.predict_proba(features.reshape(-1, n_features))
+        claim_probs = claim_probs.reshape(n_texts, n_claims, len(STANCE_LABELS))
+        overall, related = combine_claim_stances(claim_probs, self.stance_model.related_threshold)
+        overall_labels = self.stance_model.decide(overall)
+        claim_labels = self.stance_model.decide(claim_probs.reshape(-1, len(STANCE_LABELS)))
+        claim_labels = claim_labels.reshape(n_texts, n_claims)
+        evidence = find_evidence(self.encoder, encoded, reference) if explain else None
+
+        results = []
+        for i in range(n_texts):
+            claims = tuple(
+                ClaimScore(
+                    id=claim.id,
+                    similarity=_round(claim_similarity[i, k]),
+                    related=_round(1.0 - claim_probs[i, k, 3]),
+                    stance=_stance(claim_labels[i, k], claim_probs[i, k]),
+                )
+                for k, claim in enumerate(reference.claims)
+            )
+            results.append(
+                TextScore(
+                    id=ids[i],
+                    similarity=_round(similarity[i]),
+                    related=_round(related[i]),
+                    stance=_stance(overall_labels[i], overall[i]),
+                    claims=claims,
+                    warnings=_warnings(int(encoded.n_tokens[i]), int(encoded.n_known[i])),
+                    evidence=evidence[i] if evidence is not None else None,
+                )
+            )
+        return results
+
+
+def _round(x: float) -> float:
+    return round(float(x), 4)
+
+
+def _stance(label_index: int, probabilities: np.ndarray) -> Stance:
+    # Rounded scores are renormalised on the unrounded values; the largest
+    # absorbs the rounding so that the four still sum to exactly 1.
+    rounded = [round(float(p), 4) for p in probabilities]
+    largest = int(np.argmax(probabilities))
+    rounded[largest] = round(1.0 - sum(r for j, r in enumerate(rounded) if j != largest), 4)
+    return Stance(
+        label=STANCE_LABELS[int(label_index)],
+        scores=dict(zip(STANCE_LABELS, rounded, strict=True)),
+    )
+
+
+def _warnings(n_tokens: int, n_known: int) -> tuple[TextWarning, ...]:
+    if n_tokens == 0:
+        return (TextWarning("no_words", "the text has no words; it cannot be judged"),)
+    warnings = []
+    if n_tokens < MIN_WORDS:
+        warnings.append(
+            TextWarning(
+                "too_short",
+                f"the text has {n_tokens} word(s); below {MIN_WORDS} the stance is unreliable",
+            )
+        )
+    if n_known / n_tokens < MIN_KNOWN_FRACTION:
+        warnings.append(
+            TextWarning(
+                "mostly_out_of_vocabulary",
+                f"only {100 * n_known / n_tokens:.0f}% of the words are in the English background "
+                "vocabulary; the text is probably not English, so scores are unreliable",
+            )
+        )
+    return tuple(warnings)

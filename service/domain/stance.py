@@ -1,0 +1,225 @@
+"""The two-stage stance model, evaluated with numpy alone.
+
+Stage 1 gives the probability that a text is about a claim (related); stage 2
+splits related pairs into agree, disagree and discuss. Each stage is a small
+dense network (a logistic regression is one with no hidden layer) over
+standardised pair features; its weights are plain arrays, so loading a model
+never runs code from a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+STANCE_LABELS: tuple[str, ...] = ("agree", "disagree", "discuss", "unrelated")
+"""The four stance labels, in the column order of every probability array."""
+
+RELATED_LABELS: tuple[str, ...] = STANCE_LABELS[:3]
+
+
+@dataclass(frozen=True)
+class DenseNetwork:
+    """A feed-forward network: standardise, then affine layers with ReLU between them.
+
+    A final layer with one output is read as a logistic unit (binary case), with
+    more outputs as a softmax.
+    """
+
+    feature_indices: np.ndarray  # columns of the pair-feature array this network reads
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        width = len(self.feature_indices)
+        if self.mean.shape != (width,) or self.scale.shape != (width,):
+            raise ValueError("mean and scale must have one entry per feature")
+        if len(self.weights) != len(self.biases) or not self.weights:
+            raise ValueError("a network needs as many bias vectors as weight matrices, at least one")
+        for w, b in zip(self.weights, self.biases, strict=True):
+            if w.ndim != 2 or b.shape != (w.shape[1],):
+                raise ValueError("each weight matrix must be 2-D with a matching bias vector")
+            if w.shape[0] != width:
+                raise ValueError(f"layer expects {w.shape[0]} inputs but receives {width}")
+            width = w.shape[1]
+        if not all(np.isfinite(a).all() for a in (self.mean, self.scale, *self.weights, *self.biases)):
+            raise ValueError("network parameters must be finite")
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of output columns of the last layer."""
+        return self.weights[-1].shape[1]
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities for rows of ``features`` (all pair features): shape (M, C)."""
+        hidden = (features[:, self.feature_indices] - self.mean) / self.scale
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            hidden = hidden @ w + b
+            if i < last:
+                np.maximum(hidden, 0.0, out=hidden)
+        if self.n_outputs == 1:
+            positive = _sigmoid(hidden[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        return _softmax(hidden)
+
+
+@dataclass(frozen=True)
+class TreeEnsemble:
+    """Gradient-boosted decision trees (one tree per class and round), stored as flat node arrays.
+
+    Node ``i`` sends a row left when ``x[feature[i]] <= threshold[i]``;
+    ``left[i] == -1`` marks a leaf whose ``value[i]`` is added to the raw
+    score of class ``tree_class[t]`` of its tree. Probabilities are the
+    softmax of ``baseline`` plus the sum of the leaves reached.
+    """
+
+    feature_indices: np.ndarray
+    feature: np.ndarray  # (nodes,) column of the tree's input, per node
+    threshold: np.ndarray  # (nodes,)
+    left: np.ndarray  # (nodes,) child node, -1 for a leaf
+    right: np.ndarray  # (nodes,)
+    value: np.ndarray  # (nodes,) leaf values
+    roots: np.ndarray  # (trees,) root node of each tree
+    tree_class: np.ndarray  # (trees,) class each tree adds to
+    baseline: np.ndarray  # (classes,)
+    depth: int
+
+    def __post_init__(self) -> None:
+        n_nodes = len(self.feature)
+        if not all(len(a) == n_nodes for a in (self.threshold, self.left, self.right, self.value)):
+            raise ValueError("node arrays must all have one entry per node")
+        if len(self.roots) != len(self.tree_class) or not len(self.roots):
+            raise ValueError("roots and tree_class must have one entry per tree, at least one")
+        inner = self.left >= 0
+        for name, nodes in (("left", self.left[inner]), ("right", self.right[inner]), ("roots", self.roots)):
+            if nodes.size and (nodes.min() < 0 or nodes.max() >= n_nodes):
+                raise ValueError(f"{name} points outside the node arrays")
+        if inner.any() and (
+            self.feature[inner].min() < 0 or self.feature[inner].max() >= len(self.feature_indices)
+        ):
+            raise ValueError("a node splits on a feature the ensemble does not read")
+        if self.tree_class.min() < 0 or self.tree_class.max() >= len(self.baseline):
+            raise ValueError("tree_class names a class outside the baseline")
+        if not (np.isfinite(self.threshold[inner]).all() and np.isfinite(self.value).all()):
+            raise ValueError("thresholds and leaf values must be finite")
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of classes."""
+        return len(self.baseline)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities for rows of ``features`` (all pair features): shape (M, C)."""
+        x = features[:, self.feature_indices]
+        n_rows = x.shape[0]
+        node = np.broadcast_to(self.roots, (n_rows, len(self.roots))).copy()
+        rows = np.arange(n_rows)[:, None]
+        # All trees advance one level per step; a leaf keeps its node.
+        for _ in range(self.depth):
+            leaf = self.left[node] < 0
+            go_left = x[rows, self.feature[node]] <= self.threshold[node]
+            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
+        raw = np.zeros((n_rows, self.n_outputs)) + self.baseline
+        leaf_values = self.value[node]  # (M, trees)
+        for c in range(self.n_outputs):
+            raw[:, c] += leaf_values[:, self.tree_class == c].sum(axis=1)
+        return _softmax(raw)
+
+
+class Classifier(Protocol):
+    """What :class:`StanceModel` needs of each stage."""
+
+    @property
+    def n_outputs(self) -> int: ...
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class StanceModel:
+    """Combines the relatedness and the stance network into four-way stance probabilities."""
+
+    relatedness: DenseNetwork
+    stance: Classifier
+    related_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.relatedness.n_outputs != 1:
+            raise ValueError("the relatedness network must have a single logistic output")
+        if self.stance.n_outputs != len(RELATED_LABELS):
+            raise ValueError(f"the stance network must have {len(RELATED_LABELS)} outputs")
+        if not 0.0 < self.related_threshold < 1.0:
+            raise ValueError("related_threshold must lie strictly between 0 and 1")
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Probabilities of (agree, disagree, discuss, unrelated) per row: shape (M, 4), rows sum to 1."""
+        related = self.relatedness.predict_proba(features)[:, 1]
+        conditional = self.stance.predict_proba(features)
+        return np.column_stack([related[:, None] * conditional, 1.0 - related])
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Label index per row: unrelated below the threshold, else the most probable related label."""
+        related = 1.0 - probabilities[:, 3]
+        best_related = np.argmax(probabilities[:, :3], axis=1)
+        return np.where(related >= self.related_threshold, best_related, 3)
+
+    def labels(self, probabilities: np.ndarray) -> list[str]:
+        """Label names for :meth:`decide`."""
+        return [STANCE_LABELS[i] for i in self.decide(probabilities)]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free form of 1 / (1 + exp(-x))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def combine_claim_stances(
+    claim_probabilities: np.ndarray, related_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Overall stance of each text from its stances towards every claim.
+
+    ``claim_probabilities`` has shape (N texts, K claims, 4). The rule:
+
+    * ``related`` is the highest relatedness over the claims: a text is about
+      the reference if it is about any of its claims.
+    * The related part is split as the claims the text is about see it: the
+      conditional agree/disagree/discuss distributions of the claims whose
+      relatedness reaches the threshold are averaged, weighted by relatedness;
+      when no claim reaches it, the single most related claim is used.
+
+    Returns ``(probabilities (N, 4), related (N,))``.
+    """
+    related_per_claim = 1.0 - claim_probabilities[:, :, 3]  # (N, K)
+    related = related_per_claim.max(axis=1)
+    conditional = claim_probabilities[:, :, :3] / np.maximum(related_per_claim, 1e-12)[:, :, None]
+    weights = np.where(related_per_claim >= related_threshold, related_per_claim, 0.0)
+    none_related = weights.sum(axis=1) == 0
+    if none_related.any():
+        best = np.argmax(related_per_claim[none_related], axis=1)
+        fallback = np.zeros_like(related_per_claim[none_related])
+        fallback[np.arange(len(best)), best] = 1.0
+        weights[none_related] = fallback
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    mixed = np.einsum("nk,nkc->nc", weights, conditional)
+    mixed = mixed / mixed.sum(axis=1, keepdims=True)
+    probabilities = np.column_stack([related[:, None] * mixed, 1.0 - related])
+    return probabilities, related
+
+
+def as_label_indices(labels: Sequence[str]) -> np.ndarray:
+    """Map label names to column indices of :data:`STANCE_LABELS`, rejecting unknown names."""
+    lookup = {name: i for i, name in enumerate(STANCE_LABELS)}
+    try:
+        return np.array([lookup[label] for label in labels], dtype=np.int64)
+    except KeyError as error:
+        raise ValueError(f"unknown stance label {error.args[0]!r}; expected one of {STANCE_LABELS}") from None

@@ -1,0 +1,125 @@
+"""The application factory: the one place where settings, runtime and HTTP layer are wired."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from service import __version__
+from service.config import Settings
+from service.http import access, observability
+from service.http.api import ProblemApi
+from service.http.body import check_json_body
+from service.http.problems import Problem, problem_response, problem_type_for_status
+from service.http.views import health, models, references, scoring
+from service.runtime import Runtime, load_runtime
+
+log = logging.getLogger("discourse.app")
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the WSGI application.
+
+    ``settings`` default to :meth:`Settings.from_env`; ``runtime`` (model and
+    references) defaults to loading them from ``settings.model_dir`` and
+    ``settings.seeds_dir``. A missing, altered or incompatible artifact, or a
+    malformed reference file, raises here: the service does not start, so
+    ``/readyz`` never reports ready with a bad model.
+    """
+    settings = settings or Settings.from_env()
+    if runtime is None:
+        runtime = load_runtime(settings.model_dir, settings.seeds_dir)
+        log.info(
+            "loaded model %s %s and references %s",
+            runtime.model.model_id,
+            runtime.model.version,
+            ", ".join(runtime.scorer.references),
+        )
+
+    app = Flask("discourse_compare")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # The request body is bounded by MAX_CONTENT_LENGTH; form parsing is not used.
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        API_TITLE="discourse-compare",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        # Served by this app from the swagger-ui-bundle package: works offline.
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        API_SPEC_OPTIONS=_spec_options(settings, runtime),
+    )
+    app.extensions["discourse"] = {"settings": settings, "runtime": runtime}
+    app.json.sort_keys = False
+
+    observability.init_app(app, settings, runtime)
+    access.init_app(app, settings)
+    app.before_request(check_json_body)
+
+    api = ProblemApi(app)
+    for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
+        api.register_blueprint(blueprint)
+    _register_docs_assets(app)
+
+    @app.errorhandler(Problem)
+    def _problem(problem: Problem):
+        return problem_response(problem)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        if isinstance(error, HTTPException):
+            return api.handle_http_exception(error)
+        # Logged with the traceback for operators; the client sees no detail.
+        log.exception("unhandled error")
+        return problem_response(Problem("internal-error", "An unexpected error occurred; it was logged."))
+
+    return app
+
+
+def _spec_options(settings: Settings, runtime: Runtime) -> dict:
+    limits = (
+        f"Limits: request body {settings.max_body_bytes} bytes, {settings.max_texts} texts per "
+        f"request, {settings.max_text_chars} characters per text. Nothing is truncated: a request "
+        "over a limit is refused whole (413 or 422)."
+    )
+    return {
+        "info": {
+            "description": (
+                "Scores texts against reference articles: TF-IDF similarity, stance "
+                "(agree / disagree / discuss / unrelated) overall and per claim of the reference, "
+                "and evidence. Errors are RFC 9457 application/problem+json documents.\n\n"
+                + limits
+                + f"\n\nDefault reference: `{runtime.scorer.default_reference}`."
+            )
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+        },
+        "x-limits": {
+            "max_body_bytes": settings.max_body_bytes,
+            "max_texts": settings.max_texts,
+            "max_text_chars": settings.max_text_chars,
+        },
+    }
+
+
+def _register_docs_assets(app: Flask) -> None:
+    """Serve Swagger UI's files from the swagger-ui-bundle package, so /docs needs no CDN."""
+    from flask import send_from_directory
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get("/docs/assets/<path:filename>")
+    def docs_assets(filename: str):
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
+
+
+__all__ = ["create_app", "problem_type_for_status"]

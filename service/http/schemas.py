@@ -1,0 +1,203 @@
+"""Marshmallow schemas of every request and response; the OpenAPI document is generated from them.
+
+Field names are the API contract: clients code against them, so they change
+only with a new API version.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from service.domain.stance import STANCE_LABELS
+
+MAX_ID_CHARS = 256
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must contain at least one non-whitespace character.")
+
+
+class TextInputSchema(Schema):
+    """One text to score."""
+
+    id = fields.String(
+        validate=validate.Length(min=1, max=MAX_ID_CHARS),
+        metadata={"description": "Client id, echoed in the result (default: the text's index)."},
+    )
+    text = fields.String(
+        required=True,
+        validate=_not_blank,
+        metadata={"description": "The text (plain text; any language is accepted, English is modelled)."},
+    )
+
+
+class ScoreRequestSchema(Schema):
+    """Body of ``POST /v1/score``. Unknown fields are rejected."""
+
+    texts = fields.List(
+        fields.Nested(TextInputSchema),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "The texts to score, in order (limits: see the operation)."},
+    )
+    reference = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Reference id (default: the default reference)."},
+    )
+    explain = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Add an `evidence` object to every result (slower)."},
+    )
+
+    @validates("texts")
+    def _unique_ids(self, texts: list[dict], **_: object) -> None:
+        ids = [t["id"] for t in texts if "id" in t]
+        if len(ids) != len(set(ids)):
+            raise ValidationError("Text ids must be unique within a request.")
+
+
+class ReferenceBriefSchema(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+
+
+class ModelBriefSchema(Schema):
+    id = fields.String(required=True)
+    version = fields.String(required=True)
+
+
+_SCORES_DESCRIPTION = "Probability of each label; the four sum to 1."
+
+
+class StanceSchema(Schema):
+    label = fields.String(
+        required=True,
+        validate=validate.OneOf(STANCE_LABELS),
+        metadata={
+            "description": "unrelated when `related` is below the model's threshold, otherwise the "
+            "most probable of agree, disagree and discuss."
+        },
+    )
+    scores = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(STANCE_LABELS)),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": _SCORES_DESCRIPTION},
+    )
+
+
+class ClaimScoreSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "Claim id (see GET /v1/references)."})
+    similarity = fields.Float(required=True, metadata={"description": "TF-IDF cosine to the claim, 0..1."})
+    related = fields.Float(required=True, metadata={"description": "Probability the text is about the claim."})
+    stance = fields.Nested(StanceSchema, required=True)
+
+
+class WarningSchema(Schema):
+    code = fields.String(
+        required=True,
+        metadata={"description": "Stable code: no_words, too_short or mostly_out_of_vocabulary."},
+    )
+    message = fields.String(required=True)
+
+
+class PassageMatchSchema(Schema):
+    text_start = fields.Integer(required=True)
+    text_end = fields.Integer(required=True)
+    reference_start = fields.Integer(required=True)
+    reference_end = fields.Integer(required=True)
+    reference_passage = fields.String(required=True)
+    similarity = fields.Float(required=True)
+
+
+class SharedTermSchema(Schema):
+    term = fields.String(required=True)
+    weight = fields.Float(
+        required=True, metadata={"description": "Share of the word TF-IDF cosine due to this term."}
+    )
+
+
+class EvidenceSchema(Schema):
+    passages = fields.List(
+        fields.Nested(PassageMatchSchema),
+        required=True,
+        metadata={
+            "description": "Sentences of the text with the closest passage of the reference body. "
+            "Offsets are Unicode code point indices, end exclusive: text[text_start:text_end] and "
+            "reference_text[reference_start:reference_end]."
+        },
+    )
+    shared_terms = fields.List(fields.Nested(SharedTermSchema), required=True)
+
+
+class TextResultSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "The client's id, or the text's index."})
+    similarity = fields.Float(
+        required=True, metadata={"description": "TF-IDF cosine to the whole reference, 0..1."}
+    )
+    related = fields.Float(
+        required=True, metadata={"description": "Probability that the text is about the reference."}
+    )
+    stance = fields.Nested(StanceSchema, required=True)
+    claims = fields.List(fields.Nested(ClaimScoreSchema), required=True)
+    warnings = fields.List(fields.Nested(WarningSchema), required=True)
+    evidence = fields.Nested(EvidenceSchema, metadata={"description": "Only with explain: true."})
+
+
+class ScoreResponseSchema(Schema):
+    reference = fields.Nested(ReferenceBriefSchema, required=True)
+    model = fields.Nested(ModelBriefSchema, required=True)
+    results = fields.List(fields.Nested(TextResultSchema), required=True)
+
+
+class ClaimSchema(Schema):
+    id = fields.String(required=True)
+    text = fields.String(required=True)
+    source_start = fields.Integer(
+        allow_none=True, metadata={"description": "Offset in the reference text of the passage it restates."}
+    )
+    source_end = fields.Integer(allow_none=True)
+
+
+class ReferenceSchema(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    default = fields.Boolean(required=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    claims_origin = fields.String(required=True)
+    claims = fields.List(fields.Nested(ClaimSchema), required=True)
+
+
+class ReferenceDetailSchema(ReferenceSchema):
+    text = fields.String(required=True, metadata={"description": "The cleaned reference body."})
+
+
+class ReferenceListSchema(Schema):
+    references = fields.List(fields.Nested(ReferenceSchema), required=True)
+
+
+class ModelListSchema(Schema):
+    models = fields.List(
+        fields.Dict(), required=True, metadata={"description": "Model cards (card.json) of the loaded models."}
+    )
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    instance = fields.String()
+    request_id = fields.String()
+    errors = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.String()),
+        metadata={"description": "For validation errors: [{field, message}]."},
+    )

@@ -1,0 +1,1 @@
+"""Blueprints, one per resource; each view has one success response."""

@@ -1,0 +1,41 @@
+"""``GET /livez`` and ``GET /readyz``."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from service.http.problems import Problem
+from service.http.schemas import HealthSchema, ProblemSchema
+from service.http.views.context import current_runtime, current_settings
+
+blp = Blueprint("health", __name__, description="Liveness and readiness probes (never rate-limited or keyed).")
+
+
+@blp.route("/livez", methods=["GET"])
+@blp.response(200, HealthSchema)
+def livez():
+    """Liveness: the process answers"""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz", methods=["GET"])
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=ProblemSchema, description="Draining after SIGTERM.")
+def readyz():
+    """Readiness: model and references loaded and verified, not draining
+
+    The app is only built once the artifact's hashes, format and library
+    versions and every reference file have been checked, so a running
+    worker has a verified model; it reports 503 while draining after SIGTERM.
+    """
+    settings = current_settings()
+    if settings.draining_flag is not None and settings.draining_flag.exists():
+        raise Problem("not-ready", "The service is shutting down; send new requests elsewhere.")
+    runtime = current_runtime()
+    return {
+        "status": "ready",
+        "checks": {
+            "model": f"{runtime.model.model_id} {runtime.model.version} (sha256 verified)",
+            "references": ", ".join(runtime.scorer.references),
+        },
+    }

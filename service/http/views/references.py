@@ -1,0 +1,62 @@
+"""``GET /v1/references`` and ``GET /v1/references/<id>``."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from service.domain.references import PreparedReference
+from service.domain.scorer import UnknownReferenceError
+from service.http.problems import Problem
+from service.http.schemas import ProblemSchema, ReferenceDetailSchema, ReferenceListSchema
+from service.http.views.context import current_runtime
+
+blp = Blueprint("references", __name__, url_prefix="/v1", description="Reference documents and their claims.")
+
+
+def describe(prepared: PreparedReference, default_id: str) -> dict:
+    """The API form of a reference (without its text)."""
+    reference = prepared.reference
+    return {
+        "id": reference.id,
+        "title": reference.title,
+        "default": reference.id == default_id,
+        "metadata": reference.metadata,
+        "claims_origin": prepared.claims_origin,
+        "claims": [
+            {
+                "id": claim.id,
+                "text": claim.text,
+                "source_start": claim.source.start if claim.source else None,
+                "source_end": claim.source.end if claim.source else None,
+            }
+            for claim in prepared.claims
+        ],
+    }
+
+
+@blp.route("/references", methods=["GET"])
+@blp.response(200, ReferenceListSchema)
+def list_references():
+    """List the reference documents
+
+    Each with its metadata, whether it is the default, and its main claims.
+    """
+    scorer = current_runtime().scorer
+    return {"references": [describe(r, scorer.default_reference) for r in scorer.references.values()]}
+
+
+@blp.route("/references/<string:reference_id>", methods=["GET"])
+@blp.response(200, ReferenceDetailSchema)
+@blp.alt_response(404, schema=ProblemSchema, description="Unknown reference id.")
+def get_reference(reference_id: str):
+    """Get one reference document with its text
+
+    `text` is the cleaned body; evidence offsets (`reference_start`,
+    `reference_end`) and claim sources index into it.
+    """
+    scorer = current_runtime().scorer
+    try:
+        prepared = scorer.reference(reference_id)
+    except UnknownReferenceError as error:
+        raise Problem("unknown-reference", f"{error}; GET /v1/references lists the available ones.") from None
+    return {**describe(prepared, scorer.default_reference), "text": prepared.reference.body}

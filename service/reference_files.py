@@ -1,0 +1,125 @@
+"""Reading reference documents from ``seeds/``: one TOML file per reference.
+
+A file holds ``id``, ``title`` and ``body`` (required), optional metadata
+strings, ``default = true`` on at most one reference, and optionally
+``[[claims]]`` tables with ``id``, ``text`` and ``source`` (a passage copied
+word for word from the body). A file that breaks any rule stops start-up with
+a :class:`ReferenceFileError` naming the file and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from service.domain.references import Claim, Reference
+from service.domain.text import Span
+
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin"}
+MAX_CLAIMS = 20
+
+
+class ReferenceFileError(ValueError):
+    """A reference file is malformed; the message names the file and the problem."""
+
+
+def load_reference_file(path: Path) -> Reference:
+    """Parse and check one reference file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReferenceFileError(f"{path}: cannot be read ({error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ReferenceFileError(f"{path}: not valid TOML ({error})") from None
+
+    def need_text(key: str, table: dict, where: str = "") -> str:
+        value = table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ReferenceFileError(f"{path}: {where}{key!r} must be a non-empty string")
+        return value
+
+    reference_id = need_text("id", data)
+    if not _ID.fullmatch(reference_id):
+        raise ReferenceFileError(
+            f"{path}: id {reference_id!r} must be 1-64 lower-case letters, digits or hyphens"
+        )
+    title = need_text("title", data).strip()
+    body = need_text("body", data)
+    default = data.get("default", False)
+    if not isinstance(default, bool):
+        raise ReferenceFileError(f"{path}: 'default' must be true or false")
+
+    raw_claims = data.get("claims", [])
+    if not isinstance(raw_claims, list) or len(raw_claims) > MAX_CLAIMS:
+        raise ReferenceFileError(f"{path}: 'claims' must be a list of at most {MAX_CLAIMS} tables")
+    claims: list[Claim] = []
+    for n, raw in enumerate(raw_claims, start=1):
+        where = f"claim {n}: "
+        if not isinstance(raw, dict):
+            raise ReferenceFileError(f"{path}: {where}must be a table with id, text and source")
+        claim_id = need_text("id", raw, where)
+        if not _ID.fullmatch(claim_id):
+            raise ReferenceFileError(f"{path}: {where}id {claim_id!r} must match {_ID.pattern}")
+        if any(c.id == claim_id for c in claims):
+            raise ReferenceFileError(f"{path}: {where}id {claim_id!r} is used twice")
+        source = None
+        if "source" in raw:
+            quoted = need_text("source", raw, where)
+            start = body.find(quoted)
+            if start < 0:
+                raise ReferenceFileError(
+                    f"{path}: {where}source {quoted[:60]!r} is not found word for word in the body"
+                )
+            source = Span(start, start + len(quoted), quoted)
+        claims.append(Claim(claim_id, need_text("text", raw, where).strip(), source))
+
+    metadata = {}
+    for key, value in data.items():
+        if key in _STRUCTURAL_KEYS:
+            continue
+        if not isinstance(value, str):
+            raise ReferenceFileError(f"{path}: metadata {key!r} must be a string")
+        metadata[key] = value
+    origin = data.get("claims_origin", "stated in the reference file")
+    return Reference(
+        id=reference_id,
+        title=title,
+        body=body,
+        claims=tuple(claims),
+        metadata=metadata,
+        default=default,
+        claims_origin=str(origin),
+    )
+
+
+def load_reference_directory(directory: Path) -> tuple[list[Reference], str]:
+    """Load every ``*.toml`` file of ``directory``; return the references and the default id.
+
+    With a single reference it is the default; with several, exactly one must
+    say ``default = true``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ReferenceFileError(f"{directory}: reference directory not found")
+    paths = sorted(directory.glob("*.toml"))
+    if not paths:
+        raise ReferenceFileError(f"{directory}: no reference files (*.toml)")
+    references: list[Reference] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        reference = load_reference_file(path)
+        if reference.id in seen:
+            raise ReferenceFileError(f"{path}: id {reference.id!r} is already used by {seen[reference.id]}")
+        seen[reference.id] = path
+        references.append(reference)
+    defaults = [r.id for r in references if r.default]
+    if len(references) == 1:
+        return references, references[0].id
+    if len(defaults) != 1:
+        raise ReferenceFileError(
+            f"{directory}: exactly one reference must say default = true; found {len(defaults)}"
+            + (f" ({', '.join(defaults)})" if defaults else "")
+        )
+    return references, defaults[0]

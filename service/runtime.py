@@ -1,0 +1,42 @@
+"""The model runtime: a verified artifact plus prepared references, ready to score.
+
+This is the one place where the file loaders (:mod:`service.artifacts`,
+:mod:`service.reference_files`) meet the scoring domain. The HTTP layer and
+the command line both build their :class:`Runtime` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.artifacts import LoadedModel, load_model
+from service.domain.references import prepare_reference
+from service.domain.scorer import Scorer
+from service.reference_files import ReferenceFileError, load_reference_directory
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What scoring needs: the loaded model (with its card) and the scorer."""
+
+    model: LoadedModel
+    scorer: Scorer
+
+
+def load_runtime(model_dir: Path, seeds_dir: Path) -> Runtime:
+    """Load and verify the model in ``model_dir`` and the references in ``seeds_dir``.
+
+    Raises :class:`service.artifacts.ArtifactError` or
+    :class:`service.reference_files.ReferenceFileError` with a message that
+    names the offending file.
+    """
+    model = load_model(model_dir)
+    references, default_id = load_reference_directory(seeds_dir)
+    prepared = {}
+    for reference in references:
+        try:
+            prepared[reference.id] = prepare_reference(reference, model.encoder)
+        except ValueError as error:
+            raise ReferenceFileError(f"{seeds_dir}: {error}") from None
+    return Runtime(model, Scorer(model.encoder, model.stance, prepared, default_id))

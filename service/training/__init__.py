@@ -1,0 +1,1 @@
+"""Training and evaluating the stance model on FNC-format data."""

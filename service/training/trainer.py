@@ -1,0 +1,341 @@
+"""Fitting the encoder and the two-stage stance model on FNC-format pairs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.neural_network import MLPClassifier
+
+from service.domain.encoding import EncoderConfig, TextEncoder
+from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
+from service.domain.stance import (
+    RELATED_LABELS,
+    STANCE_LABELS,
+    DenseNetwork,
+    StanceModel,
+    TreeEnsemble,
+    as_label_indices,
+)
+from service.domain.text import split_sentences
+from service.training.fnc import PairSet, story_of
+
+RELATEDNESS_FEATURES: tuple[str, ...] = (
+    "cos_word",
+    "cos_char",
+    "coverage",
+    "bm25",
+    "max_sentence_cos",
+    "lead_cos",
+    "log_text_tokens",
+    "log_claim_tokens",
+)
+"""Stage 1 reads only similarity features: flexible models on many features overfit topics."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that determines a trained model; stored in the model card."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    relatedness_c: float = 1.0
+    stance_kind: str = "trees"  # "trees", "logistic" or "mlp"
+    trees_rounds: int = 200
+    trees_depth: int = 3
+    trees_learning_rate: float = 0.05
+    trees_l2: float = 1.0
+    stance_c: float = 1.0  # inverse regularisation of the logistic stance model
+    stance_hidden: int = 32  # hidden units of the MLP stance model
+    stance_alpha: float = 1e-3  # L2 penalty of the MLP stance model
+    related_threshold: float = 0.5
+    # Training-set augmentation (see with_short_versions / with_hard_negatives).
+    short_versions: bool = True
+    hard_negatives_per_headline: int = 1
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return {
+            "encoder": self.encoder.to_dict(),
+            "relatedness_c": self.relatedness_c,
+            "stance_kind": self.stance_kind,
+            "trees_rounds": self.trees_rounds,
+            "trees_depth": self.trees_depth,
+            "trees_learning_rate": self.trees_learning_rate,
+            "trees_l2": self.trees_l2,
+            "stance_c": self.stance_c,
+            "stance_hidden": self.stance_hidden,
+            "stance_alpha": self.stance_alpha,
+            "related_threshold": self.related_threshold,
+            "short_versions": self.short_versions,
+            "hard_negatives_per_headline": self.hard_negatives_per_headline,
+            "seed": self.seed,
+        }
+
+
+Progress = Callable[[str], None]
+
+
+def log_to_stderr(message: str) -> None:
+    """Default progress sink: a timestamped line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fit_encoder(pairs: PairSet, config: EncoderConfig) -> TextEncoder:
+    """Fit vocabulary and IDF on the distinct headlines and bodies of ``pairs`` only."""
+    documents = list(dict.fromkeys(pairs.headlines)) + list(pairs.bodies.values())
+    return TextEncoder.fit(documents, config)
+
+
+def augment(pairs: PairSet, encoder: TextEncoder, config: TrainingConfig) -> PairSet:
+    """The training pairs with the augmentations ``config`` asks for (hard negatives first)."""
+    if config.hard_negatives_per_headline > 0:
+        pairs = with_hard_negatives(pairs, encoder, config.hard_negatives_per_headline)
+    if config.short_versions:
+        pairs = with_short_versions(pairs, config.seed)
+    return pairs
+
+
+def pair_feature_matrix(
+    encoder: TextEncoder, pairs: PairSet, chunk: int = 64, progress: Progress | None = None
+) -> np.ndarray:
+    """Pair features of every row of ``pairs``, shape (len(pairs), F), in row order."""
+    headlines = list(dict.fromkeys(pairs.headlines))
+    headline_index = {h: i for i, h in enumerate(headlines)}
+    body_ids = list(pairs.bodies)
+    body_index = {b: i for i, b in enumerate(body_ids)}
+    encoded_headlines = encoder.encode(headlines)
+    rows_of_body: dict[int, list[int]] = {}
+    for row, body_id in enumerate(pairs.body_ids):
+        rows_of_body.setdefault(body_index[body_id], []).append(row)
+
+    result = np.zeros((len(pairs), len(FEATURE_NAMES)))
+    for start in range(0, len(body_ids), chunk):
+        chunk_ids = body_ids[start : start + chunk]
+        encoded_bodies = encoder.encode([pairs.bodies[b] for b in chunk_ids])
+        rows = [r for i in range(start, start + len(chunk_ids)) for r in rows_of_body.get(i, [])]
+        needed = sorted({headline_index[pairs.headlines[r]] for r in rows})
+        position = {h: j for j, h in enumerate(needed)}
+        subset = _select_rows(encoded_headlines, needed)
+        features = compute_pair_features(encoder, encoded_bodies, subset)
+        for r in rows:
+            result[r] = features[
+                body_index[pairs.body_ids[r]] - start, position[headline_index[pairs.headlines[r]]]
+            ]
+        done = min(start + chunk, len(body_ids))
+        if progress and (done == len(body_ids) or (start // chunk) % 8 == 7):
+            progress(f"pair features: {done}/{len(body_ids)} bodies")
+    return result
+
+
+def _select_rows(encoded, rows: list[int]):
+    """The encoded texts at ``rows`` (used to pass only the headlines a chunk needs)."""
+    from service.domain.encoding import EncodedTexts  # local: keeps the public surface small
+
+    sentence_mask = np.isin(encoded.sentence_owner, rows)
+    remap = np.full(len(encoded), -1)
+    remap[rows] = np.arange(len(rows))
+    return EncodedTexts(
+        word=encoded.word[rows],
+        char=encoded.char[rows],
+        lead=encoded.lead[rows],
+        terms=encoded.terms[rows],
+        bm25=encoded.bm25[rows],
+        negated=encoded.negated[rows],
+        lexicon=encoded.lexicon[rows],
+        lead_lexicon=encoded.lead_lexicon[rows],
+        n_tokens=encoded.n_tokens[rows],
+        n_known=encoded.n_known[rows],
+        sentences=[encoded.sentences[i] for i in rows],
+        sentence_word=encoded.sentence_word[sentence_mask],
+        sentence_lexicon=encoded.sentence_lexicon[sentence_mask],
+        sentence_owner=remap[encoded.sentence_owner[sentence_mask]],
+    )
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    return mean, scale
+
+
+def _network_from_logistic(model: LogisticRegression, columns, mean, scale) -> DenseNetwork:
+    weights = model.coef_.T.copy()  # (F, 1) for binary, (F, C) for multinomial
+    return DenseNetwork(columns, mean, scale, (weights,), (model.intercept_.copy(),))
+
+
+def _network_from_mlp(model: MLPClassifier, columns, mean, scale) -> DenseNetwork:
+    return DenseNetwork(
+        columns,
+        mean,
+        scale,
+        tuple(w.copy() for w in model.coefs_),
+        tuple(b.copy() for b in model.intercepts_),
+    )
+
+
+def _ensemble_from_boosting(model: HistGradientBoostingClassifier, columns) -> TreeEnsemble:
+    """Flatten a fitted HistGradientBoostingClassifier into node arrays."""
+    feature, threshold, left, right, value, roots, tree_class = [], [], [], [], [], [], []
+    depth = 0
+    offset = 0
+    for round_predictors in model._predictors:
+        for class_index, predictor in enumerate(round_predictors):
+            nodes = predictor.nodes
+            if nodes["is_categorical"].any():
+                raise ValueError("categorical splits are not supported")
+            is_leaf = nodes["is_leaf"].astype(bool)
+            roots.append(offset)
+            tree_class.append(class_index)
+            feature.append(np.where(is_leaf, 0, nodes["feature_idx"].astype(np.int64)))
+            threshold.append(np.where(is_leaf, 0.0, nodes["num_threshold"]))
+            left.append(np.where(is_leaf, -1, nodes["left"].astype(np.int64) + offset))
+            right.append(np.where(is_leaf, -1, nodes["right"].astype(np.int64) + offset))
+            value.append(np.where(is_leaf, nodes["value"], 0.0))
+            depth = max(depth, int(nodes["depth"].max()))
+            offset += len(nodes)
+    return TreeEnsemble(
+        feature_indices=np.asarray(columns),
+        feature=np.concatenate(feature).astype(np.int64),
+        threshold=np.concatenate(threshold).astype(np.float64),
+        left=np.concatenate(left).astype(np.int64),
+        right=np.concatenate(right).astype(np.int64),
+        value=np.concatenate(value).astype(np.float64),
+        roots=np.asarray(roots, dtype=np.int64),
+        tree_class=np.asarray(tree_class, dtype=np.int64),
+        baseline=np.asarray(model._baseline_prediction, dtype=np.float64).ravel(),
+        depth=depth,
+    )
+
+
+def fit_stance_model(
+    features: np.ndarray, labels: list[str], config: TrainingConfig, progress: Progress | None = None
+) -> StanceModel:
+    """Fit both stages on a pair-feature matrix and its FNC labels."""
+    y = as_label_indices(labels)
+    related = y != STANCE_LABELS.index("unrelated")
+
+    rel_columns = np.array([FEATURE_NAMES.index(n) for n in RELATEDNESS_FEATURES])
+    x_rel = features[:, rel_columns]
+    mean, scale = _standardiser(x_rel)
+    stage1 = LogisticRegression(C=config.relatedness_c, max_iter=2000)
+    stage1.fit((x_rel - mean) / scale, related.astype(int))
+    relatedness = _network_from_logistic(stage1, rel_columns, mean, scale)
+    if progress:
+        progress("stage 1 (related vs unrelated) fitted")
+
+    all_columns = np.arange(len(FEATURE_NAMES))
+    x_st = features[related]
+    y_st = y[related]
+    mean, scale = _standardiser(x_st)
+    z = (x_st - mean) / scale
+    # Balanced class weights so that the rare 'disagree' is not ignored.
+    counts = np.bincount(y_st, minlength=3).astype(float)
+    sample_weight = (len(y_st) / (3.0 * np.maximum(counts, 1.0)))[y_st]
+    if config.stance_kind == "trees":
+        stage2 = HistGradientBoostingClassifier(
+            learning_rate=config.trees_learning_rate,
+            max_iter=config.trees_rounds,
+            max_depth=config.trees_depth,
+            l2_regularization=config.trees_l2,
+            early_stopping=False,
+            random_state=config.seed,
+        )
+        # Trees need no standardising; the sample weights balance the classes.
+        stage2.fit(x_st, y_st, sample_weight=sample_weight)
+        stance = _ensemble_from_boosting(stage2, all_columns)
+    elif config.stance_kind == "logistic":
+        stage2 = LogisticRegression(C=config.stance_c, max_iter=5000)
+        stage2.fit(z, y_st, sample_weight=sample_weight)
+        stance = _network_from_logistic(stage2, all_columns, mean, scale)
+    elif config.stance_kind == "mlp":
+        stage2 = MLPClassifier(
+            hidden_layer_sizes=(config.stance_hidden,),
+            alpha=config.stance_alpha,
+            max_iter=400,
+            early_stopping=False,
+            random_state=config.seed,
+        )
+        stage2.fit(z, y_st, sample_weight=sample_weight)
+        stance = _network_from_mlp(stage2, all_columns, mean, scale)
+    else:
+        raise ValueError(f"stance_kind must be 'logistic' or 'mlp', not {config.stance_kind!r}")
+    if list(stage2.classes_) != [0, 1, 2]:
+        raise ValueError(f"training data lacks a related class: saw {list(stage2.classes_)} of {RELATED_LABELS}")
+    if progress:
+        progress("stage 2 (agree/disagree/discuss) fitted")
+    return StanceModel(relatedness, stance, config.related_threshold)
+
+
+def similarity_auc(features: np.ndarray, labels: list[str], char_weight: float) -> float:
+    """ROC-AUC of the service's ``similarity`` for related vs unrelated pairs."""
+    related = np.array([label != "unrelated" for label in labels])
+    sim = (1 - char_weight) * features[:, FEATURE_NAMES.index("cos_word")] + char_weight * features[
+        :, FEATURE_NAMES.index("cos_char")
+    ]
+    return float(roc_auc_score(related, sim))
+
+
+def with_short_versions(pairs: PairSet, seed: int) -> PairSet:
+    """``pairs`` plus, for every pair, a copy whose body is cut to its first 1 to 3 sentences.
+
+    FNC-1 bodies are whole articles, but the service also judges a sentence
+    or a paragraph: without short bodies in training, a short text sharing
+    two topical words with a claim looks far more related than it is. The
+    label is kept: the lead of an article states its stance as the article does.
+    """
+    rng = np.random.default_rng(seed)
+    short_bodies = {}
+    for body_id, body in pairs.bodies.items():
+        sentences = split_sentences(body)
+        keep = int(rng.integers(1, 4))
+        if len(sentences) > keep:
+            short_bodies[f"{body_id}#lead"] = body[: sentences[keep - 1].end]
+    rows = [i for i, b in enumerate(pairs.body_ids) if f"{b}#lead" in short_bodies]
+    return PairSet(
+        headlines=pairs.headlines + [pairs.headlines[i] for i in rows],
+        body_ids=pairs.body_ids + [f"{pairs.body_ids[i]}#lead" for i in rows],
+        bodies={**pairs.bodies, **short_bodies},
+        stances=None if pairs.stances is None else pairs.stances + [pairs.stances[i] for i in rows],
+    )
+
+
+def with_hard_negatives(pairs: PairSet, encoder: TextEncoder, per_headline: int = 2) -> PairSet:
+    """``pairs`` plus, for every headline, the most similar bodies of *other* stories as unrelated.
+
+    FNC-1's unrelated pairs are random, so they almost never share a topical
+    word; a model trained on them alone calls any text that shares "security
+    architecture" with a claim related. Bodies from another story that share
+    the most words with the headline teach it otherwise.
+    """
+    story = story_of(pairs)
+    headlines = list(dict.fromkeys(pairs.headlines))
+    body_ids = list(pairs.bodies)
+    similarity = (
+        encoder.encode(headlines).word @ encoder.encode([pairs.bodies[b] for b in body_ids]).word.T
+    ).toarray()
+    body_story = np.array([story["b:" + b] for b in body_ids])
+    paired = set(zip(pairs.headlines, pairs.body_ids, strict=True))
+    extra_headlines, extra_bodies = [], []
+    for i, headline in enumerate(headlines):
+        scores = np.where(body_story == story["h:" + headline], -1.0, similarity[i])
+        for j in np.argsort(-scores, kind="stable")[: per_headline * 2]:
+            if scores[j] <= 0 or (headline, body_ids[j]) in paired:
+                continue
+            extra_headlines.append(headline)
+            extra_bodies.append(body_ids[j])
+            if extra_headlines.count(headline) == per_headline:
+                break
+    return PairSet(
+        headlines=pairs.headlines + extra_headlines,
+        body_ids=pairs.body_ids + extra_bodies,
+        bodies=pairs.bodies,
+        stances=None if pairs.stances is None else pairs.stances + ["unrelated"] * len(extra_headlines),
+    )
