@@ -126,7 +126,7 @@ def read_texts(path: Path) -> Iterator[tuple[str, str]]:
     Rows without an id get their 1-based row number.
     """
     try:
-        handle = open(path, encoding="utf-8", newline="")
+        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the with below
     except OSError as error:
         raise InputFileError(f"{path}: cannot be read ({error.strerror})") from None
     with handle:
@@ -166,7 +166,7 @@ def _score(args: argparse.Namespace) -> int:
         raise InputFileError("--batch-size must be at least 1")
     runtime = load_runtime(_model_dir(args.model), args.seeds)
     reference = runtime.scorer.reference(args.reference)
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         with tqdm(unit="text", file=sys.stderr, disable=None) as bar:
             batch: list[tuple[str, str]] = []

@@ -115,9 +115,7 @@ class TextEncoder:
                 f"vocabulary has {len(vocabulary)} terms but word_idf has {len(word_idf)} entries"
             )
         if len(char_idf) != 2**config.char_hash_bits:
-            raise ValueError(
-                f"char_idf has {len(char_idf)} entries, expected 2**{config.char_hash_bits}"
-            )
+            raise ValueError(f"char_idf has {len(char_idf)} entries, expected 2**{config.char_hash_bits}")
         self.config = config
         self.vocabulary: list[str] = list(vocabulary)
         self.index: dict[str, int] = {term: i for i, term in enumerate(self.vocabulary)}
@@ -328,9 +326,7 @@ class TextEncoder:
         follows_negation = (negations_before[positions] - negations_before[window_start]) > 0
         keep = follows_negation & (ids != n_terms)
         rows = owner[token_sentence[keep]]
-        matrix = sp.csr_matrix(
-            (np.ones(int(keep.sum())), (rows, ids[keep])), shape=(n_texts, n_terms)
-        )
+        matrix = sp.csr_matrix((np.ones(int(keep.sum())), (rows, ids[keep])), shape=(n_texts, n_terms))
         matrix.sum_duplicates()
         matrix.data = self.content_mask[matrix.indices]
         matrix.eliminate_zeros()

@@ -37,9 +37,7 @@ FEATURE_NAMES: tuple[str, ...] = (*_PAIR, *_NEAR, *_TEXT, *_CLAIM)
 _EPS = 1e-3
 
 
-def compute_pair_features(
-    encoder: TextEncoder, texts: EncodedTexts, claims: EncodedTexts
-) -> np.ndarray:
+def compute_pair_features(encoder: TextEncoder, texts: EncodedTexts, claims: EncodedTexts) -> np.ndarray:
     """Features of every (text, claim) pair: an array of shape (len(texts), len(claims), F).
 
     ``F`` is ``len(FEATURE_NAMES)``; every value is finite.
@@ -65,9 +63,7 @@ def compute_pair_features(
     text_level = np.column_stack([np.log1p(texts.n_tokens), per_100, texts.lead_lexicon])
     claim_level = np.column_stack([np.log1p(claims.n_tokens), claims.lexicon])
 
-    pair_level = np.stack(
-        [cos_word, cos_char, coverage, bm25, max_sentence, lead_cos, negated], axis=-1
-    )
+    pair_level = np.stack([cos_word, cos_char, coverage, bm25, max_sentence, lead_cos, negated], axis=-1)
     features = np.concatenate(
         [
             pair_level,

@@ -95,7 +95,5 @@ def derive_claims(
     centrality = (body.sentence_word @ body.word.T).toarray().ravel()
     chosen = sorted(np.argsort(-centrality, kind="stable")[: DERIVED_CLAIMS - 1])
     claims = [Claim(id="title", text=reference.title)]
-    claims += [
-        Claim(id=f"sentence-{i + 1}", text=sentences[i].text, source=sentences[i]) for i in chosen
-    ]
+    claims += [Claim(id=f"sentence-{i + 1}", text=sentences[i].text, source=sentences[i]) for i in chosen]
     return tuple(claims)

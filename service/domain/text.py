@@ -43,10 +43,7 @@ def clean(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(
-        " "
-        if ch not in "\n\t" and unicodedata.category(ch) in _DROPPED_CATEGORIES
-        else ch
-        for ch in text
+        " " if ch not in "\n\t" and unicodedata.category(ch) in _DROPPED_CATEGORIES else ch for ch in text
     )
 
 

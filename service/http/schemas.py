@@ -90,7 +90,9 @@ class StanceSchema(Schema):
 class ClaimScoreSchema(Schema):
     id = fields.String(required=True, metadata={"description": "Claim id (see GET /v1/references)."})
     similarity = fields.Float(required=True, metadata={"description": "TF-IDF cosine to the claim, 0..1."})
-    related = fields.Float(required=True, metadata={"description": "Probability the text is about the claim."})
+    related = fields.Float(
+        required=True, metadata={"description": "Probability the text is about the claim."}
+    )
     stance = fields.Nested(StanceSchema, required=True)
 
 
@@ -179,7 +181,9 @@ class ReferenceListSchema(Schema):
 
 class ModelListSchema(Schema):
     models = fields.List(
-        fields.Dict(), required=True, metadata={"description": "Model cards (card.json) of the loaded models."}
+        fields.Dict(),
+        required=True,
+        metadata={"description": "Model cards (card.json) of the loaded models."},
     )
 
 

@@ -38,8 +38,8 @@ from service.training.trainer import (
     RELATEDNESS_FEATURES,
     Progress,
     TrainingConfig,
-    fit_encoder,
     augment,
+    fit_encoder,
     fit_stance_model,
     pair_feature_matrix,
 )
@@ -84,9 +84,7 @@ def validate_on_split(
     related = np.array([s != "unrelated" for s in validation.stances])
     report = evaluation_report(validation.stances, predictions.labels)
     report["similarity_roc_auc"] = round(float(roc_auc_score(related, predictions.similarity)), 4)
-    report["related_roc_auc"] = round(
-        float(roc_auc_score(related, 1.0 - predictions.probabilities[:, 3])), 4
-    )
+    report["related_roc_auc"] = round(float(roc_auc_score(related, 1.0 - predictions.probabilities[:, 3])), 4)
     report["split_seed"] = seed
     report["train_pairs"] = len(train)
     report["validation_pairs"] = len(validation)

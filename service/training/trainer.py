@@ -268,7 +268,9 @@ def fit_stance_model(
     else:
         raise ValueError(f"stance_kind must be 'logistic' or 'mlp', not {config.stance_kind!r}")
     if list(stage2.classes_) != [0, 1, 2]:
-        raise ValueError(f"training data lacks a related class: saw {list(stage2.classes_)} of {RELATED_LABELS}")
+        raise ValueError(
+            f"training data lacks a related class: saw {list(stage2.classes_)} of {RELATED_LABELS}"
+        )
     if progress:
         progress("stage 2 (agree/disagree/discuss) fitted")
     return StanceModel(relatedness, stance, config.related_threshold)

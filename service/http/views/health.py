@@ -8,7 +8,9 @@ from service.http.problems import Problem
 from service.http.schemas import HealthSchema, ProblemSchema
 from service.http.views.context import current_runtime, current_settings
 
-blp = Blueprint("health", __name__, description="Liveness and readiness probes (never rate-limited or keyed).")
+blp = Blueprint(
+    "health", __name__, description="Liveness and readiness probes (never rate-limited or keyed)."
+)
 
 
 @blp.route("/livez", methods=["GET"])
