@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import itertools
 import json
 import sys
 import time
@@ -26,6 +27,14 @@ def _model_dir(name: str | None) -> Path:
         return DEFAULT_MODEL_DIR
     path = Path(name)
     return path if path.is_dir() or "/" in name else PROJECT_ROOT / "models" / name
+
+
+def _positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, help="output JSONL (default: standard output)")
     score.add_argument("--reference", help="reference id (default: the default reference)")
     score.add_argument("--explain", action="store_true", help="add evidence to every result")
-    score.add_argument("--batch-size", type=int, default=64)
+    score.add_argument("--batch-size", type=_positive_int, default=64)
     score.add_argument("--model", help="model name under models/ or a directory")
     score.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR)
 
@@ -71,14 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``discourse`` console script."""
     args = _parser().parse_args(argv)
     from service.artifacts import ArtifactError
+    from service.domain.scorer import UnknownReferenceError
     from service.reference_files import ReferenceFileError
     from service.training.fnc import DataFormatError
 
     try:
         return _COMMANDS[args.command](args)
-    except (ArtifactError, ReferenceFileError, DataFormatError, InputFileError) as error:
+    except (
+        ArtifactError,
+        ReferenceFileError,
+        DataFormatError,
+        InputFileError,
+        UnknownReferenceError,
+    ) as error:
         print(f"discourse {args.command}: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours, and nothing more to say.
+        sys.stderr.close()
+        return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -123,30 +143,38 @@ class InputFileError(ValueError):
 def read_texts(path: Path) -> Iterator[tuple[str, str]]:
     """Yield ``(id, text)`` from a JSONL file (``.jsonl``/``.ndjson``/``.json``) or a CSV file.
 
-    Rows without an id get their 1-based row number.
+    Rows without an id get their 1-based row number. The file must be UTF-8
+    (a byte order mark is allowed).
     """
     try:
-        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the with below
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by the with below
     except OSError as error:
         raise InputFileError(f"{path}: cannot be read ({error.strerror})") from None
     with handle:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(handle)
-            if "text" not in (reader.fieldnames or []):
-                raise InputFileError(f"{path}: no 'text' column")
-            for n, row in enumerate(reader, start=1):
-                yield (row.get("id") or str(n)), row["text"] or ""
-            return
-        for n, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputFileError(f"{path}, line {n}: not JSON ({error.msg})") from None
-            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise InputFileError(f"{path}, line {n}: expected an object with a string 'text'")
-            yield str(item.get("id", n)), item["text"]
+        try:
+            yield from _read_rows(path, handle)
+        except UnicodeDecodeError:
+            raise InputFileError(f"{path}: not UTF-8 text") from None
+
+
+def _read_rows(path: Path, handle) -> Iterator[tuple[str, str]]:
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(handle)
+        if "text" not in (reader.fieldnames or []):
+            raise InputFileError(f"{path}: no 'text' column")
+        for n, row in enumerate(reader, start=1):
+            yield (row.get("id") or str(n)), row["text"] or ""
+        return
+    for n, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputFileError(f"{path}, line {n}: not JSON ({error.msg})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise InputFileError(f"{path}, line {n}: expected an object with a string 'text'")
+        yield str(item.get("id", n)), item["text"]
 
 
 def result_document(result) -> dict:
@@ -162,15 +190,17 @@ def _score(args: argparse.Namespace) -> int:
 
     from service.runtime import load_runtime
 
-    if args.batch_size < 1:
-        raise InputFileError("--batch-size must be at least 1")
     runtime = load_runtime(_model_dir(args.model), args.seeds)
     reference = runtime.scorer.reference(args.reference)
+    # Read the first text before opening --out, so that an unreadable input file
+    # (missing, no 'text' column, not JSON) does not truncate an existing output.
+    items = read_texts(args.file)
+    first = next(items, None)
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         with tqdm(unit="text", file=sys.stderr, disable=None) as bar:
             batch: list[tuple[str, str]] = []
-            for item in read_texts(args.file):
+            for item in itertools.chain([] if first is None else [first], items):
                 batch.append(item)
                 if len(batch) == args.batch_size:
                     _write_batch(runtime.scorer, batch, reference.id, args.explain, out)

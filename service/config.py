@@ -7,6 +7,7 @@ called by the application factory (or by the command line), and tests build
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -45,9 +46,18 @@ class Settings:
     rate_limit_storage: str = "memory://"
     rate_limit_enabled: bool = True
     cors_origins: tuple[str, ...] = ()
+    # Number of reverse proxies in front of the service whose X-Forwarded-For is trusted; 0 trusts none,
+    # so per-address rate limits use the TCP peer address.
+    trusted_proxies: int = 0
     log_level: str = "INFO"
-    # Set by the gunicorn config while a worker drains after SIGTERM.
+    # A file whose existence makes /readyz answer 503; the gunicorn config creates it on SIGTERM.
     draining_flag: Path | None = None
+    # The settings below are read by the gunicorn config only (docs/operations.md explains each).
+    worker_threads: int = 4
+    worker_timeout: int = 30
+    graceful_timeout: int = 20
+    drain_seconds: float = 5.0
+    max_requests: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +84,12 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        for name in ("worker_threads", "worker_timeout", "graceful_timeout"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in ("drain_seconds", "max_requests", "trusted_proxies"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some settings changed (for tests and the command line)."""
@@ -84,6 +100,11 @@ def _parse(kind: Any, raw: str) -> Any:
     kind = str(kind)
     if kind == "int":
         return int(raw)
+    if kind == "float":
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
     if kind == "bool":
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:

@@ -88,6 +88,8 @@ def run_gunicorn(
         **os.environ,
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
+        # No readiness drain on the fixture's own SIGTERM; drain tests set it explicitly.
+        "DISCOURSE_DRAIN_SECONDS": "0",
         **(env or {}),
     }
     command = procfile_command()

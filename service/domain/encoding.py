@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
-from sklearn.preprocessing import normalize
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from service.domain.lexicon import LEXICONS, NEGATING
 from service.domain.text import WORD_PATTERN, Span, clean, split_sentences
@@ -79,9 +79,77 @@ class EncodedTexts:
     sentence_word: sp.csr_matrix = field(repr=False)  # (S, V) per sentence
     sentence_lexicon: np.ndarray = field(repr=False)  # (S, L)
     sentence_owner: np.ndarray = field(repr=False)  # (S,) index of the text
+    # Right-hand factors of products with these texts, built on first use (see ``cross``).
+    _factors: dict[str, _RightFactor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.word.shape[0]
+
+    def factor(self, name: str) -> _RightFactor:
+        """The :class:`_RightFactor` of the matrix attribute ``name`` (cached: encoded texts never change)."""
+        found = self._factors.get(name)
+        if found is None:
+            found = self._factors[name] = _RightFactor.of(getattr(self, name))
+        return found
+
+
+MAX_FACTOR_ROWS = 64
+"""Products with a right side of at most this many rows (a reference's claims, body or
+passages) go through a cached :class:`_RightFactor`; larger ones use scipy directly."""
+
+
+@dataclass(frozen=True)
+class _RightFactor:
+    """The transpose of a sparse matrix ``B`` (K × D, D up to 2**20), compacted to its used columns.
+
+    ``columns`` are the sorted distinct columns of ``B`` and ``dense`` is
+    ``B[:, columns].T`` as a dense (m, K) array. With it, ``A @ B.T`` needs no
+    transpose of ``B`` over all D columns (which costs O(D) per product), only a
+    look-up of ``A``'s columns in ``columns``.
+    """
+
+    columns: np.ndarray
+    dense: np.ndarray
+    exact: bool  # False if B holds duplicate entries; then the plain product is used
+
+    @classmethod
+    def of(cls, matrix: sp.spmatrix) -> _RightFactor:
+        """Build the factor of ``matrix`` (any sparse format)."""
+        canonical = sp.csr_matrix(matrix, copy=True)
+        canonical.sum_duplicates()
+        exact = canonical.nnz == matrix.nnz and matrix.shape[0] <= MAX_FACTOR_ROWS
+        columns = np.unique(canonical.indices)
+        dense = np.zeros((len(columns), canonical.shape[0]))
+        rows = np.repeat(np.arange(canonical.shape[0]), np.diff(canonical.indptr))
+        dense[np.searchsorted(columns, canonical.indices), rows] = canonical.data
+        return cls(columns, dense, exact)
+
+
+def cross(left: sp.csr_matrix, right: EncodedTexts, name: str) -> np.ndarray:
+    """``(left @ getattr(right, name).T).toarray()``, bit for bit, without transposing the right side.
+
+    ``left`` is kept in its storage order and only its entries in columns the
+    right side uses are kept, so every output element is the same sequence of
+    floating-point products and additions that scipy's sparse product performs
+    (the dense product adds exact zeros for the other right rows, which changes
+    no sum of non-negative terms; every encoded matrix is non-negative).
+    """
+    if len(right) > MAX_FACTOR_ROWS:
+        return (left @ getattr(right, name).T).toarray()
+    factor = right.factor(name)
+    if not factor.exact:
+        return (left @ getattr(right, name).T).toarray()
+    n_rows, n_columns = left.shape[0], len(factor.columns)
+    if n_columns == 0 or left.nnz == 0:
+        return np.zeros((n_rows, factor.dense.shape[1]))
+    position = np.searchsorted(factor.columns, left.indices)
+    np.minimum(position, n_columns - 1, out=position)
+    hit = factor.columns[position] == left.indices
+    kept_before = np.concatenate(([0], np.cumsum(hit)))
+    compact = sp.csr_matrix(
+        (left.data[hit], position[hit], kept_before[left.indptr]), shape=(n_rows, n_columns)
+    )
+    return np.asarray(compact @ factor.dense)
 
 
 class TextEncoder:
@@ -203,7 +271,7 @@ class TextEncoder:
         n_terms = self.n_terms
         unknown = n_terms  # sentinel column for out-of-vocabulary tokens
         lookup = self.index.get
-        cleaned = [clean(t) for t in texts]
+        cleaned = [t if _is_clean(t) else clean(t) for t in texts]
 
         all_sentences: list[list[Span]] = []
         token_ids: list[int] = []
@@ -273,8 +341,8 @@ class TextEncoder:
         cosine of the concatenated, weighted vectors; in [0, 1].
         """
         w = self.config.char_weight
-        word = (a.word @ b.word.T).toarray()
-        char = (a.char @ b.char.T).toarray()
+        word = cross(a.word, b, "word")
+        char = cross(a.char, b, "char")
         return np.clip((1.0 - w) * word + w * char, 0.0, 1.0)
 
     # -- helpers -----------------------------------------------------------
@@ -283,12 +351,20 @@ class TextEncoder:
         weighted = counts.copy()
         weighted.data = (1.0 + np.log(weighted.data)) * self._content_idf[weighted.indices]
         weighted.eliminate_zeros()
-        return normalize(weighted, copy=False)
+        return _normalize_rows(weighted)
 
     def _char_tfidf(self, texts: Sequence[str]) -> sp.csr_matrix:
-        counts = self._hasher.transform(texts).tocsr()
+        counts = self._char_counts(texts)
         counts.data = (1.0 + np.log(counts.data)) * self.char_idf[counts.indices]
-        return normalize(counts, copy=False)
+        return _normalize_rows(counts)
+
+    def _char_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``."""
+        cfg = self.config
+        try:
+            return hashed_char_wb_counts(texts, cfg.char_ngram_min, cfg.char_ngram_max, 2**cfg.char_hash_bits)
+        except UnicodeEncodeError:  # lone surrogates: let scikit-learn raise or cope as it does
+            return self._hasher.transform(texts).tocsr()
 
     def _presence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         present = counts.copy()
@@ -335,3 +411,136 @@ class TextEncoder:
     def idf_of(self, term_indices: np.ndarray) -> np.ndarray:
         """Content-word IDF of the given vocabulary columns (0 for stop words)."""
         return self._content_idf[term_indices]
+
+
+# -- fast exact equivalents of scikit-learn steps ----------------------------------
+
+
+def _is_clean(text: str) -> bool:
+    """True if :func:`clean` would return ``text`` unchanged (checked at C speed).
+
+    ``clean`` keeps printable characters, tab and newline; a text that is
+    printable once tabs and newlines are removed has nothing to replace.
+    """
+    return text.isprintable() or text.replace("\n", "").replace("\t", "").isprintable()
+
+
+def _normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """L2-normalise the rows of ``matrix`` in place; empty rows stay empty.
+
+    The kernel that ``sklearn.preprocessing.normalize`` runs on a CSR matrix,
+    without its input validation (which costs more than the work for one text).
+    """
+    if matrix.dtype != np.float64 or not matrix.data.flags.writeable:
+        matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    inplace_csr_row_normalize_l2(matrix)
+    return matrix
+
+
+_C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def _murmurhash3_32(data: np.ndarray) -> np.ndarray:
+    """MurmurHash3 (x86, 32-bit, seed 0) of each row of a (count, length) uint8 array, as int32.
+
+    The hash scikit-learn's FeatureHasher applies to the UTF-8 bytes of each feature.
+    """
+    count, length = data.shape
+    h = np.zeros(count, dtype=np.uint32)
+    words = data.astype(np.uint32)
+    n_blocks = length // 4
+    for b in range(n_blocks):
+        k = (
+            words[:, 4 * b]
+            | (words[:, 4 * b + 1] << 8)
+            | (words[:, 4 * b + 2] << 16)
+            | (words[:, 4 * b + 3] << 24)
+        )
+        k = _rotl(k * _C1, 15) * _C2
+        h = _rotl(h ^ k, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+    tail = length & 3
+    if tail:
+        k = np.zeros(count, dtype=np.uint32)
+        for t in range(tail - 1, -1, -1):
+            k ^= words[:, 4 * n_blocks + t] << np.uint32(8 * t)
+        h ^= _rotl(k * _C1, 15) * _C2
+    h ^= np.uint32(length)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h.view(np.int32)
+
+
+def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_features: int) -> sp.csr_matrix:
+    """Counts of hashed ``char_wb`` n-grams: ``HashingVectorizer(analyzer="char_wb",
+    ngram_range=(min_n, max_n), n_features=n_features, alternate_sign=False, norm=None,
+    lowercase=True).transform(texts)``, computed with array operations instead of one
+    Python string per n-gram.
+
+    As scikit-learn does: lower-case, split on whitespace, pad each word with a
+    space on both sides, take every n-gram of ``min_n`` to ``max_n`` characters
+    inside a padded word (a padded word shorter than ``min_n`` counts once,
+    whole), hash its UTF-8 bytes with MurmurHash3 and take ``|h| % n_features``.
+    The result is in canonical form (sorted indices, summed counts), as
+    scikit-learn's. Raises ``UnicodeEncodeError`` for text with lone surrogates.
+    """
+    n_texts = len(texts)
+    padded = [" " + "  ".join(words) + " " if (words := t.lower().split()) else "" for t in texts]
+    char_starts = np.zeros(n_texts + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in padded], out=char_starts[1:])
+    joined = "".join(padded)
+    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+    n_chars = len(joined)
+    if len(raw) == n_chars:  # ASCII: one byte per character
+        byte_of = np.arange(n_chars + 1, dtype=np.int64)
+    else:
+        byte_of = np.empty(n_chars + 1, dtype=np.int64)
+        byte_of[:-1] = np.flatnonzero((raw & 0xC0) != 0x80)
+        byte_of[-1] = len(raw)
+    # Every character is inside one padded word " w "; its spaces come in pairs (start, end).
+    is_space = raw[byte_of[:-1]] == 0x20
+    spaces = np.flatnonzero(is_space)
+    word_start, word_end = spaces[0::2], spaces[1::2]
+    starts_here = np.zeros(n_chars, dtype=np.int64)
+    starts_here[word_start] = 1
+    last_char = word_end[np.cumsum(starts_here) - 1]  # last character of each character's word
+    positions = np.arange(n_chars, dtype=np.int64)
+
+    starts: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for n in range(min_n, max_n + 1):
+        first = positions[positions + n - 1 <= last_char]
+        starts.append(first)
+        lengths.append(np.full(len(first), n, dtype=np.int64))
+    short = word_end - word_start + 1 < min_n  # padded words shorter than min_n count once, whole
+    if short.any():
+        starts.append(word_start[short])
+        lengths.append((word_end - word_start + 1)[short])
+    start = np.concatenate(starts)
+    byte_start = byte_of[start]
+    byte_length = byte_of[start + np.concatenate(lengths)] - byte_start
+
+    hashes = np.empty(len(start), dtype=np.int32)
+    for length in np.unique(byte_length):
+        chosen = np.flatnonzero(byte_length == length)
+        data = raw[byte_start[chosen, None] + np.arange(length)]
+        hashes[chosen] = _murmurhash3_32(data)
+    wide = hashes.astype(np.int64)
+    index = np.abs(wide) % n_features
+    index[wide == -(2**31)] = (2**31 - 1 - (n_features - 1)) % n_features
+
+    row = np.searchsorted(char_starts, start, side="right") - 1
+    keys, counts = np.unique(row * n_features + index, return_counts=True)
+    key_row = keys // n_features
+    indptr = np.zeros(n_texts + 1, dtype=np.int32)
+    np.cumsum(np.bincount(key_row, minlength=n_texts), out=indptr[1:])
+    return sp.csr_matrix(
+        (counts.astype(np.float64), (keys % n_features).astype(np.int32), indptr),
+        shape=(n_texts, n_features),
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from service.domain.encoding import EncodedTexts, TextEncoder
+from service.domain.encoding import EncodedTexts, TextEncoder, cross
 from service.domain.references import PreparedReference
 
 
@@ -57,8 +57,7 @@ def find_evidence(
     passage of the reference, so the cost grows linearly with the total
     length of the texts.
     """
-    passage_vectors = reference.body.sentence_word
-    sentence_sims = (texts.sentence_word @ passage_vectors.T).toarray()  # (S, P)
+    sentence_sims = cross(texts.sentence_word, reference.body, "sentence_word")  # (S, P)
     best_passage = sentence_sims.argmax(axis=1) if sentence_sims.size else np.zeros(0, dtype=int)
     best_sim = sentence_sims.max(axis=1) if sentence_sims.size else np.zeros(0)
     # Contribution of each term to the word cosine: product of the two weights.

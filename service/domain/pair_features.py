@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from service.domain.encoding import LEXICON_NAMES, EncodedTexts, TextEncoder
+from service.domain.encoding import LEXICON_NAMES, EncodedTexts, TextEncoder, cross
 
 _PAIR = (
     "cos_word",
@@ -46,14 +46,16 @@ def compute_pair_features(encoder: TextEncoder, texts: EncodedTexts, claims: Enc
     claim_terms = np.asarray(claims.terms.sum(axis=1)).ravel()
     claim_bm25_max = _bm25_ceiling(encoder, claims)
 
-    cos_word = (texts.word @ claims.word.T).toarray()
-    cos_char = (texts.char @ claims.char.T).toarray()
-    coverage = (texts.terms @ claims.terms.T).toarray() / np.maximum(claim_terms, 1.0)
-    bm25 = (texts.bm25 @ claims.terms.T).toarray() / np.maximum(claim_bm25_max, _EPS)
-    lead_cos = (texts.lead @ claims.word.T).toarray()
-    negated = (texts.negated @ claims.terms.T).toarray() / np.maximum(claim_terms, 1.0)
+    # cross(x, claims, "word") is (x @ claims.word.T).toarray(), computed without transposing
+    # the claims over the whole vocabulary or hash space on every call.
+    cos_word = cross(texts.word, claims, "word")
+    cos_char = cross(texts.char, claims, "char")
+    coverage = cross(texts.terms, claims, "terms") / np.maximum(claim_terms, 1.0)
+    bm25 = cross(texts.bm25, claims, "terms") / np.maximum(claim_bm25_max, _EPS)
+    lead_cos = cross(texts.lead, claims, "word")
+    negated = cross(texts.negated, claims, "terms") / np.maximum(claim_terms, 1.0)
 
-    sentence_cos = (texts.sentence_word @ claims.word.T).toarray()  # (S, K)
+    sentence_cos = cross(texts.sentence_word, claims, "word")  # (S, K)
     max_sentence = _max_by_owner(sentence_cos, texts.sentence_owner, n_texts)
     near = _similarity_weighted_lexicon(
         sentence_cos, texts.sentence_lexicon, texts.sentence_owner, n_texts

@@ -211,7 +211,10 @@ def combine_claim_stances(
         weights[none_related] = fallback
     weights = weights / weights.sum(axis=1, keepdims=True)
     mixed = np.einsum("nk,nkc->nc", weights, conditional)
-    mixed = mixed / mixed.sum(axis=1, keepdims=True)
+    # A text related to no claim at all (P(related) exactly 0) has no split to
+    # average; any split gives the same probabilities, so use an even one.
+    total = mixed.sum(axis=1, keepdims=True)
+    mixed = np.divide(mixed, total, out=np.full_like(mixed, 1.0 / mixed.shape[1]), where=total > 0)
     probabilities = np.column_stack([related[:, None] * mixed, 1.0 - related])
     return probabilities, related
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 
 # A sentence ends at ., ! or ? (optionally followed by closing quotes or
-# brackets) and whitespace, or at a blank line.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+|\n\s*\n")
+# brackets, which stay with the sentence: group 1) and whitespace, or at a
+# blank line.
+_SENTENCE_END = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+|\n\s*\n")
 
 # Characters that carry no text: controls (except tab and newline), format
 # characters such as zero-width joiners, and surrogates.
@@ -62,7 +63,8 @@ def split_sentences(text: str, max_chars: int = 600) -> list[Span]:
     spans: list[Span] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        _append_span(spans, text, start, match.start(), max_chars)
+        end = match.start() if match.group(1) is None else match.end(1)
+        _append_span(spans, text, start, end, max_chars)
         start = match.end()
     _append_span(spans, text, start, len(text), max_chars)
     return spans

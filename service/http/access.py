@@ -1,11 +1,242 @@
-"""Access control and fairness: API keys, rate limits, CORS."""
+"""Access control and fairness: API keys, rate limits, CORS.
+
+* API keys guard ``/v1/*`` (and ``/metrics`` when ``metrics_require_key``)
+  as soon as one key is configured. Only SHA-256 digests are kept in memory
+  and compared, with :func:`hmac.compare_digest`; the key id, never the key,
+  is stored in ``g.api_key_id`` for the log and the rate limiter.
+* Rate limits (flask-limiter) apply to ``/v1/*`` only, shared by all its
+  routes, counted per API key id or else per client address.
+* CORS (flask-cors) headers are sent on ``/v1/*`` to the configured origins only.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import hashlib
+import hmac
+from collections.abc import Mapping
+from pathlib import Path
 
-from service.config import Settings
+from flask import Flask, Response, g, request
+from flask_cors import CORS
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.errors import ConfigurationError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from service.config import PREFIX, Settings, SettingsError
+from service.http.observability import METRICS_PATH, REQUEST_ID_HEADER
+from service.http.problems import Problem, problem_response
+
+API_PREFIX = "/v1/"
+API_KEY_HEADER = "X-API-Key"
+_SHA256_HEX_LENGTH = 64
+_WWW_AUTHENTICATE = 'Bearer realm="discourse-compare"'
 
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Install API-key checks, rate limits and CORS as ``settings`` ask."""
+    if settings.trusted_proxies:
+        # Without this, behind a load balancer every client has the balancer's address and shares
+        # one rate-limit bucket; only the configured number of hops is trusted, so a client cannot
+        # choose its own bucket by sending X-Forwarded-For itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    digests = load_key_digests(settings)
+    if digests:
+        _install_key_check(app, digests, settings.metrics_require_key)
+    _install_rate_limits(app, settings)
+    if settings.cors_origins:
+        CORS(
+            app,
+            resources={r"/v1/*": {"origins": list(settings.cors_origins)}},
+            methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", API_KEY_HEADER, REQUEST_ID_HEADER],
+            # Browsers hide every other response header from scripts; these are needed to retry well.
+            expose_headers=[
+                REQUEST_ID_HEADER,
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            # Keys travel in headers, never cookies, so credentialed CORS is not needed.
+            supports_credentials=False,
+            max_age=600,
+        )
+
+
+# --- API keys ---------------------------------------------------------------------------------------
+
+
+def load_key_digests(settings: Settings) -> dict[str, bytes]:
+    """Map each configured key id to the SHA-256 digest of its key.
+
+    ``settings.api_keys`` entries are ``id:key`` or a bare key (whose id is
+    ``key-<position>``, counting from 1); ``settings.api_keys_file`` has one
+    ``id:sha256-hex`` per line, with blank lines and ``#`` comments allowed.
+    Raises :class:`SettingsError` naming the variable or file line at fault.
+    """
+    digests: dict[str, bytes] = {}
+    for position, entry in enumerate(settings.api_keys, start=1):
+        key_id, sep, key = entry.partition(":")
+        if not sep:
+            key_id, key = f"key-{position}", entry
+        if not key_id or not key:
+            raise SettingsError(f"{PREFIX}API_KEYS entry {position} must be 'id:key' or a bare key")
+        _add_digest(digests, key_id, hashlib.sha256(key.encode()).digest(), f"{PREFIX}API_KEYS")
+    if settings.api_keys_file is not None:
+        digests_from_file(settings.api_keys_file, digests)
+    return digests
+
+
+def digests_from_file(path: Path, digests: dict[str, bytes]) -> None:
+    """Add the ``id:sha256-hex`` lines of ``path`` to ``digests``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise SettingsError(f"{PREFIX}API_KEYS_FILE={str(path)!r}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key_id, sep, hex_digest = (part.strip() for part in line.partition(":"))
+        where = f"{path}:{number}"
+        if not sep or not key_id:
+            raise SettingsError(f"{where}: expected 'id:sha256-hex'")
+        try:
+            digest = bytes.fromhex(hex_digest)
+        except ValueError:
+            digest = b""
+        if len(digest) * 2 != _SHA256_HEX_LENGTH:
+            raise SettingsError(f"{where}: {key_id!r} needs a SHA-256 digest of 64 hex digits")
+        _add_digest(digests, key_id, digest, where)
+
+
+def _add_digest(digests: dict[str, bytes], key_id: str, digest: bytes, where: str) -> None:
+    if key_id in digests:
+        raise SettingsError(f"{where}: key id {key_id!r} is defined twice")
+    digests[key_id] = digest
+
+
+def presented_key() -> str | None:
+    """The key of the current request: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get(API_KEY_HEADER, "").strip() or None
+
+
+def match_key(key: str, digests: Mapping[str, bytes]) -> str | None:
+    """The id of the key whose digest matches ``key``'s, or ``None``.
+
+    Every digest is compared, in constant time each, so the time taken does
+    not tell which entry (if any) came close.
+    """
+    offered = hashlib.sha256(key.encode()).digest()
+    found = None
+    for key_id, digest in digests.items():
+        if hmac.compare_digest(offered, digest):
+            found = key_id
+    return found
+
+
+def _guarded(path: str, metrics_require_key: bool) -> bool:
+    return path.startswith(API_PREFIX) or (metrics_require_key and path == METRICS_PATH)
+
+
+def _install_key_check(app: Flask, digests: Mapping[str, bytes], metrics_require_key: bool) -> None:
+    @app.before_request
+    def _require_key() -> None:
+        # CORS preflights carry no credentials by design; flask-cors answers them.
+        if request.method == "OPTIONS" or not _guarded(request.path, metrics_require_key):
+            return
+        key = presented_key()
+        if key is None:
+            raise Problem(
+                "unauthorized",
+                "Send an API key as 'Authorization: Bearer <key>' or in the X-API-Key header.",
+                headers={"WWW-Authenticate": _WWW_AUTHENTICATE},
+            )
+        key_id = match_key(key, digests)
+        if key_id is None:
+            raise Problem(
+                "unauthorized",
+                "The API key is not valid.",
+                headers={"WWW-Authenticate": _WWW_AUTHENTICATE + ', error="invalid_token"'},
+            )
+        g.api_key_id = key_id
+
+
+# --- Rate limits ------------------------------------------------------------------------------------
+
+
+def rate_limit_key() -> str:
+    """The rate-limit bucket of the current request: its API key id, else the client address."""
+    key_id = getattr(g, "api_key_id", None)
+    return f"key:{key_id}" if key_id else f"addr:{get_remote_address()}"
+
+
+def _install_rate_limits(app: Flask, settings: Settings) -> None:
+    try:
+        parse_many(settings.rate_limit)
+    except ValueError as error:
+        raise SettingsError(f"{PREFIX}RATE_LIMIT={settings.rate_limit!r}: {error}") from None
+
+    # Registered before the limiter's own after_request hook, so it runs after it (Flask runs them in
+    # reverse), to correct two things in the Retry-After header flask-limiter writes.
+    @app.after_request
+    def _tidy_retry_after(response: Response) -> Response:
+        if response.status_code not in (429, 503):
+            # It is written on every limited response, but only means something on a refusal.
+            response.headers.pop("Retry-After", None)
+        elif response.status_code == 429 and response.headers.get("Retry-After", "1").isdigit():
+            # It is rounded down to whole seconds: a wait under a second becomes "0", which invites
+            # an immediate retry that is refused again.
+            seconds = int(response.headers["Retry-After"]) if "Retry-After" in response.headers else 1
+            response.headers["Retry-After"] = str(max(1, seconds))
+        return response
+
+    try:
+        limiter = _limiter(app, settings)
+    except ConfigurationError as error:  # unknown scheme, or its client library is not installed
+        raise SettingsError(f"{PREFIX}RATE_LIMIT_STORAGE={settings.rate_limit_storage!r}: {error}") from None
+
+    @limiter.request_filter
+    def _not_limited() -> bool:
+        # Probes, docs and metrics are never limited; preflights are answered without any work.
+        return request.method == "OPTIONS" or not request.path.startswith(API_PREFIX)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(error: RateLimitExceeded) -> Response:
+        # flask-limiter's after_request hook adds Retry-After and the X-RateLimit-* headers.
+        return problem_response(
+            Problem(
+                "rate-limited",
+                f"Rate limit exceeded ({error.description}); retry after the number of seconds in "
+                "the Retry-After header.",
+            )
+        )
+
+    app.extensions["discourse.limiter"] = limiter
+
+
+def _limiter(app: Flask, settings: Settings) -> Limiter:
+    """The flask-limiter extension, installed on ``app``."""
+    return Limiter(
+        rate_limit_key,
+        app=app,
+        # One budget shared by every /v1 route, rather than a separate budget per route.
+        application_limits=[settings.rate_limit],
+        storage_uri=settings.rate_limit_storage,
+        # Counts a rolling window approximately, without the burst of twice the limit that fixed
+        # windows allow at a boundary; the memory, Redis and Memcached storages support it.
+        strategy="sliding-window-counter",
+        headers_enabled=True,
+        retry_after="delta-seconds",
+        # If Redis is unreachable, keep serving (limits then count in each worker's memory) rather
+        # than failing every request with a 500: the limits protect the service, not the reverse.
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        key_prefix="discourse",
+        enabled=settings.rate_limit_enabled,
+    )

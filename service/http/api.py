@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import http
+
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
-from service.http.problems import Problem, flatten_messages, problem_response, problem_type_for_status
+from service.http.problems import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    flatten_messages,
+    problem_response,
+    problem_type_for_status,
+)
+from service.http.schemas import ProblemSchema
 
 # Statuses whose generic Werkzeug description is clearer than anything we could add.
 _DETAILS = {
@@ -19,6 +29,20 @@ _DETAILS = {
 
 class ProblemApi(Api):
     """Renders webargs validation errors and Werkzeug HTTP errors as problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """Document the shared error responses as application/problem+json, as they are sent."""
+        for status in http.HTTPStatus:
+            if status < 400:
+                continue
+            response = {"description": status.phrase, "schema": self.ERROR_SCHEMA}
+            prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Error (RFC 9457 problem details)", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, response, lazy=True)
 
     def handle_http_exception(self, error: HTTPException):
         """Turn any HTTPException (raised by Flask, Werkzeug or webargs) into a problem response."""

@@ -3,21 +3,31 @@
 webargs would answer most of these cases with a generic 400 or, for a wrong
 content type, a misleading 422 ("missing texts"); checking here gives each
 case its own precise problem: 415 for the media type or a compressed body,
-413 over the size limit, 400 for bytes that are not UTF-8 or not JSON
-(including duplicate keys, NaN/Infinity, out-of-range numbers and nesting too
-deep to parse).
+413 over the size limit (with or without Content-Length), 400 for a body the
+server cannot read (a malformed chunked encoding) or bytes that are not UTF-8
+or not JSON (including duplicate keys, NaN/Infinity, out-of-range numbers and
+nesting too deep to parse).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
+import numpy as np
 from flask import request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.http.problems import Problem
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted; a score request needs 3."""
+_TOO_DEEP = f"The JSON is nested too deeply (over {MAX_JSON_DEPTH} levels)."
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 
 def check_json_body() -> None:
@@ -41,8 +51,31 @@ def check_json_body() -> None:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise Problem("unsupported-media-type", f"charset {charset!r} is not accepted; use UTF-8.")
-    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = read_body_within_limit()
     parse_json_strictly(raw)
+
+
+def read_body_within_limit() -> bytes:
+    """The whole request body; 413 past ``MAX_CONTENT_LENGTH``, 400 if the server cannot read it.
+
+    With a Content-Length over the limit Werkzeug raises 413 before reading. A body
+    without one (chunked) is read through a stream that stops *at* the limit without
+    an error, which would silently truncate it: one more byte read from the server's
+    own stream tells a body of exactly the limit from a longer one.
+    """
+    try:
+        raw = request.get_data(cache=True)
+        limit = request.max_content_length
+        at_limit = request.content_length is None and limit is not None and len(raw) >= limit
+        if at_limit and request.input_stream.read(1):
+            raise RequestEntityTooLarge()
+    except HTTPException:
+        raise
+    except Exception as error:  # the server's stream, e.g. gunicorn's InvalidChunkSize: the client's fault
+        raise Problem(
+            "malformed-request", f"The request body could not be read ({type(error).__name__})."
+        ) from None
+    return raw
 
 
 def parse_json_strictly(raw: bytes) -> object:
@@ -54,7 +87,7 @@ def parse_json_strictly(raw: bytes) -> object:
             "malformed-request", f"The body is not valid UTF-8 (invalid byte at offset {error.start})."
         ) from None
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_reject_duplicate_keys,
             parse_constant=_reject_constant,
@@ -69,9 +102,28 @@ def parse_json_strictly(raw: bytes) -> object:
         ) from None
     except RecursionError:
         # The C decoder stops at the interpreter's recursion limit: no crash, no stack overflow.
-        raise Problem("malformed-request", "The JSON is nested too deeply.") from None
+        raise Problem("malformed-request", _TOO_DEEP) from None
     except ValueError as error:  # e.g. an integer literal with thousands of digits
         raise Problem("malformed-request", f"The body is not acceptable JSON: {error}.") from None
+    _check_depth(raw)
+    return value
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse valid JSON ``raw`` nested deeper than :data:`MAX_JSON_DEPTH`.
+
+    The parse above succeeds up to the interpreter's recursion limit minus the
+    current stack depth, but webargs parses the same body again a few frames
+    deeper: without a fixed limit a body nested just under that depth passes
+    here and raises RecursionError there (a 500). Outside its strings, the
+    depth of valid JSON is the running count of brackets; computed in one pass.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
+    steps = np.isin(skeleton, _OPENING).astype(np.int32) - np.isin(skeleton, _CLOSING)
+    if steps.size and int(np.cumsum(steps).max()) > MAX_JSON_DEPTH:
+        raise Problem("malformed-request", _TOO_DEEP)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:

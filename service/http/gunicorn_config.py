@@ -2,13 +2,171 @@
 
 Read by gunicorn itself (``--config python:service.http.gunicorn_config``);
 the platform conventions ``PORT`` and ``WEB_CONCURRENCY`` set the bind port
-and the number of worker processes.
+and the number of worker processes, ``DISCOURSE_*`` variables the rest
+(docs/operations.md lists them). ``GUNICORN_CMD_ARGS`` still overrides any
+value set here, as gunicorn applies it after this file.
+
+gunicorn imports this module before it loads the application (``preload_app``),
+so the environment prepared here is what numpy, prometheus_client and the
+app's :meth:`Settings.from_env` see, in the master and in every forked worker.
 """
 
+from __future__ import annotations
+
+import atexit
 import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+# One BLAS/OpenMP thread per worker: the parallelism is the worker processes (and their threads);
+# a BLAS pool per worker would oversubscribe the CPUs W-fold. OpenBLAS and OpenMP read these once,
+# when numpy is first imported, which is after this point (nothing above imports numpy).
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+from service.config import Settings  # noqa: E402 (standard library only: numpy is still not imported)
+
+# Raises SettingsError naming the variable: a bad value stops the server before it listens.
+_settings = Settings.from_env()
+
+# --- State shared by the master and the workers: metrics files and the drain flag -------------------
+
+# A private directory for this server's lifetime. gunicorn calls on_exit only after a normal stop,
+# not when the app fails to load, so the removal is also registered with atexit; forked workers
+# inherit atexit handlers, hence the check that the exiting process is the one that made it.
+_runtime_dir = Path(tempfile.mkdtemp(prefix="discourse-gunicorn-"))
+_MASTER_PID = os.getpid()
+
+
+def _remove_runtime_dir() -> None:
+    if os.getpid() == _MASTER_PID:
+        shutil.rmtree(_runtime_dir, ignore_errors=True)
+
+
+atexit.register(_remove_runtime_dir)
+
+# prometheus_client's multiprocess mode: every process writes its samples to files here and /metrics
+# sums them, so counts are right whichever worker answers a scrape. It must be set before
+# prometheus_client is first imported (the app is imported after this module).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+else:
+    METRICS_DIR = _runtime_dir / "metrics"
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+# Files left by an earlier run would be added to this run's counters.
+for _stale in METRICS_DIR.glob("*.db"):
+    _stale.unlink()
+
+# Exists while draining after SIGTERM; /readyz answers 503 while it does. Workers learn its path
+# from the environment through Settings.draining_flag.
+DRAINING_FLAG = _settings.draining_flag or _runtime_dir / "draining"
+os.environ["DISCOURSE_DRAINING_FLAG"] = str(DRAINING_FLAG)
+# Left behind by a server that was killed while draining, it would keep the new one "not ready".
+DRAINING_FLAG.unlink(missing_ok=True)
+
+# --- Server -------------------------------------------------------------------------------------------
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# Scoring is CPU-bound: about one worker per CPU core gives the throughput.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Load the model once in the master, before forking: workers share its pages
-# and a bad artifact stops the whole server before it listens.
+
+# gthread rather than sync. The GIL means threads add no scoring throughput, but with sync workers a
+# worker scoring a 256-text batch (seconds) cannot answer anything else: probes time out and the
+# orchestrator restarts or unroutes a healthy instance, and a slow client uploading a 2 MiB body
+# holds the whole worker. A few threads keep /livez, /readyz and /metrics answering, read slow
+# uploads without blocking the busy thread, and let keep-alive work. Few threads, because
+# concurrent batches in one worker only share its CPU (each gets slower).
+worker_class = "gthread"
+threads = _settings.worker_threads
+
+# With gthread this is a hang detector, not a request deadline: the worker's main loop heartbeats
+# while threads score, so only a process stuck as a whole (not a long batch) gets killed.
+timeout = _settings.worker_timeout
+
+# After the drain period, how long workers get to finish requests in flight before SIGKILL. The drain
+# plus this must stay under the platform's own stop grace period (30 s on Heroku and by default on
+# Kubernetes), otherwise the platform kills the processes first.
+graceful_timeout = _settings.graceful_timeout
+
+# Restart each worker after this many requests, so that memory fragmentation or a slow leak in a
+# native library cannot grow without bound; the jitter staggers restarts so that the workers do
+# not all restart at once. A restart is cheap with preload_app (a fork of the loaded master).
+# 0 disables it.
+max_requests = _settings.max_requests
+max_requests_jitter = max(1, max_requests // 10) if max_requests else 0
+
+# Load and verify the model once in the master, before forking: workers share its memory pages
+# (copy on write), start in milliseconds, and a bad artifact stops the server before it listens
+# instead of crash-looping workers.
 preload_app = True
+
+# The app writes one JSON line per request itself (service.http.observability); gunicorn's own
+# access log stays off so that requests are not logged twice. Lifecycle messages go to stderr.
+accesslog = None
+errorlog = "-"
+
+# gunicorn 25+ opens a control socket (for gunicornc) at one fixed path per user by default, so two
+# servers on one host would contend for it: each server gets its own, in its private directory.
+control_socket = str(_runtime_dir / "gunicorn.ctl")
+
+# Worker heartbeats are file timestamp updates; on a container's overlay disk these can stall and
+# get healthy workers killed, so they go to memory (tmpfs) where available.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+
+# --- Hooks --------------------------------------------------------------------------------------------
+
+
+def when_ready(server: Any) -> None:
+    """Make SIGTERM drain first: ``/readyz`` fails for ``drain_seconds``, then a graceful stop.
+
+    A load balancer stops routing to an instance only after its readiness
+    probe fails; stopping at once would refuse the requests it still sends
+    meanwhile. So the first SIGTERM creates the drain flag (every worker's
+    ``/readyz`` then answers 503) while the workers keep serving, and after
+    the drain period the master carries on with gunicorn's own SIGTERM
+    handling: close the listeners and let each worker finish the requests it
+    has within ``graceful_timeout``. A second SIGTERM ends the drain early;
+    SIGINT and SIGQUIT still stop at once.
+    """
+    stop = server.handle_term
+    drain_seconds = _settings.drain_seconds
+    draining = threading.Event()
+
+    def handle_term() -> None:
+        if draining.is_set() or drain_seconds <= 0:
+            server.log.info(
+                "drain over: stopping workers, %s s for requests in flight", server.cfg.graceful_timeout
+            )
+            stop()
+            return
+        draining.set()
+        DRAINING_FLAG.touch()
+        server.log.info("SIGTERM: /readyz answers 503; serving %s s more before stopping", drain_seconds)
+        # The master's loop keeps running meanwhile (reaping and supervising workers). The timer
+        # re-sends SIGTERM to this process, which brings gunicorn's queue back to this handler.
+        timer = threading.Timer(drain_seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+
+    # gunicorn looks the handler up by name for each signal, so an instance attribute replaces it.
+    server.handle_term = handle_term
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop the dead worker's live-gauge files (its counters stay: totals must not go down)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, path=str(METRICS_DIR))
+
+
+def on_exit(server: Any) -> None:
+    """Remove the drain flag and this server's private directory."""
+    DRAINING_FLAG.unlink(missing_ok=True)
+    _remove_runtime_dir()

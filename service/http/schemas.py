@@ -6,15 +6,25 @@ only with a new API version.
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+import re
+
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates
 
 from service.domain.stance import STANCE_LABELS
 
 MAX_ID_CHARS = 256
 
 
+# The characters str.isspace() counts as whitespace, written out so that the documented
+# pattern means the same in the ECMA-262 dialect of OpenAPI and in Python (where `\s` differs).
+_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_PATTERN = f"[^{_WHITESPACE}]"
+"""A text must match this (unanchored): at least one character that is not whitespace."""
+_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
+
+
 def _not_blank(value: str) -> None:
-    if not value.strip():
+    if not _NOT_BLANK.search(value):
         raise ValidationError("Must contain at least one non-whitespace character.")
 
 
@@ -28,7 +38,11 @@ class TextInputSchema(Schema):
     text = fields.String(
         required=True,
         validate=_not_blank,
-        metadata={"description": "The text (plain text; any language is accepted, English is modelled)."},
+        metadata={
+            "description": "The text (plain text; any language is accepted, English is modelled); "
+            "not blank: at least one character other than whitespace.",
+            "pattern": NOT_BLANK_PATTERN,
+        },
     )
 
 
@@ -145,6 +159,13 @@ class TextResultSchema(Schema):
     claims = fields.List(fields.Nested(ClaimScoreSchema), required=True)
     warnings = fields.List(fields.Nested(WarningSchema), required=True)
     evidence = fields.Nested(EvidenceSchema, metadata={"description": "Only with explain: true."})
+
+    @post_dump
+    def _omit_absent_evidence(self, data: dict, **_: object) -> dict:
+        # Without explain the domain result has evidence=None: leave the key out, as documented.
+        if data.get("evidence") is None:
+            data.pop("evidence", None)
+        return data
 
 
 class ScoreResponseSchema(Schema):

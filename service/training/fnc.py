@@ -9,6 +9,7 @@ file* has ``Body ID`` and ``articleBody``.
 from __future__ import annotations
 
 import csv
+import io
 import random
 import sys
 from collections.abc import Sequence
@@ -50,8 +51,14 @@ class DataFormatError(ValueError):
     """A stance or bodies file is not in FNC-1 format; the message names the file and row."""
 
 
-def read_pairs(stances_path: Path, bodies_path: Path, *, require_labels: bool = False) -> PairSet:
-    """Read an FNC-format stance file and its bodies file."""
+def read_pairs(
+    stances_path: Path, bodies_path: Path, *, require_labels: bool = False, ignore_labels: bool = False
+) -> PairSet:
+    """Read an FNC-format stance file and its bodies file.
+
+    With ``ignore_labels`` a ``Stance`` column is not read at all (not even
+    checked), as when predicting: the result has ``stances=None``.
+    """
     bodies: dict[str, str] = {}
     with _open_csv(bodies_path) as handle:
         reader = csv.DictReader(handle)
@@ -65,7 +72,7 @@ def read_pairs(stances_path: Path, bodies_path: Path, *, require_labels: bool = 
     with _open_csv(stances_path) as handle:
         reader = csv.DictReader(handle)
         _require_columns(stances_path, reader.fieldnames, ("Headline", "Body ID"))
-        labelled = "Stance" in (reader.fieldnames or [])
+        labelled = "Stance" in (reader.fieldnames or []) and not ignore_labels
         if require_labels and not labelled:
             raise DataFormatError(f"{stances_path}: a 'Stance' column is needed to evaluate")
         for line, row in enumerate(reader, start=2):
@@ -87,11 +94,17 @@ def read_pairs(stances_path: Path, bodies_path: Path, *, require_labels: bool = 
     return PairSet(headlines, body_ids, bodies, stances if labelled else None)
 
 
-def _open_csv(path: Path):
+def _open_csv(path: Path) -> io.StringIO:
+    """The text of a UTF-8 CSV file (a byte order mark is allowed), ready for :mod:`csv`."""
     try:
-        return open(path, encoding="utf-8", newline="")
+        data = path.read_bytes()
     except OSError as error:
         raise DataFormatError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}: not UTF-8 text (invalid byte at offset {error.start})") from None
+    return io.StringIO(text, newline="")
 
 
 def _require_columns(path: Path, present: Sequence[str] | None, needed: Sequence[str]) -> None:

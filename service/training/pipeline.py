@@ -248,8 +248,11 @@ PREDICTION_COLUMNS = (
 
 
 def write_predictions(model: LoadedModel, stances_path: Path, bodies_path: Path, out: Path) -> int:
-    """Write one prediction row per input row, in input order; return the row count."""
-    pairs = read_pairs(stances_path, bodies_path)
+    """Write one prediction row per input row, in input order; return the row count.
+
+    A ``Stance`` column in the input is ignored: the output's is the prediction.
+    """
+    pairs = read_pairs(stances_path, bodies_path, ignore_labels=True)
     predictions = predict_pairs(model.encoder, model.stance, pairs)
     with open(out, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from service.http.problems import Problem
+from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
 from service.http.schemas import HealthSchema, ProblemSchema
 from service.http.views.context import current_runtime, current_settings
 
@@ -22,7 +22,9 @@ def livez():
 
 @blp.route("/readyz", methods=["GET"])
 @blp.response(200, HealthSchema)
-@blp.alt_response(503, schema=ProblemSchema, description="Draining after SIGTERM.")
+@blp.alt_response(
+    503, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, description="Draining after SIGTERM."
+)
 def readyz():
     """Readiness: model and references loaded and verified, not draining
 

@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from service.domain.references import PreparedReference
 from service.domain.scorer import UnknownReferenceError
-from service.http.problems import Problem
+from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
 from service.http.schemas import ProblemSchema, ReferenceDetailSchema, ReferenceListSchema
 from service.http.views.context import current_runtime
 
@@ -47,7 +47,9 @@ def list_references():
 
 @blp.route("/references/<string:reference_id>", methods=["GET"])
 @blp.response(200, ReferenceDetailSchema)
-@blp.alt_response(404, schema=ProblemSchema, description="Unknown reference id.")
+@blp.alt_response(
+    404, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, description="Unknown reference id."
+)
 def get_reference(reference_id: str):
     """Get one reference document with its text
 

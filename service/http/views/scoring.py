@@ -6,8 +6,8 @@ from flask import g
 from flask_smorest import Blueprint
 
 from service.domain.scorer import UnknownReferenceError
-from service.http.examples import SCORE_REQUEST_EXAMPLE, SCORE_RESPONSE_EXAMPLE
-from service.http.problems import Problem
+from service.http.examples import SCORE_REQUEST_EXAMPLE
+from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
 from service.http.schemas import ProblemSchema, ScoreRequestSchema, ScoreResponseSchema
 from service.http.views.context import current_runtime, current_settings
 
@@ -16,20 +16,56 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
 
 @blp.route("/score", methods=["POST"])
 @blp.arguments(ScoreRequestSchema, example=SCORE_REQUEST_EXAMPLE)
-@blp.response(200, ScoreResponseSchema, example=SCORE_RESPONSE_EXAMPLE)
-@blp.alt_response(400, schema=ProblemSchema, description="Body is not UTF-8 JSON (malformed-request).")
-@blp.alt_response(401, schema=ProblemSchema, description="API keys are configured and none valid was sent.")
-@blp.alt_response(404, schema=ProblemSchema, description="Unknown reference id (unknown-reference).")
-@blp.alt_response(413, schema=ProblemSchema, description="Body over the size limit (payload-too-large).")
-@blp.alt_response(415, schema=ProblemSchema, description="Not application/json, or compressed.")
+@blp.response(200, ScoreResponseSchema)
+@blp.alt_response(
+    400,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Body is not UTF-8 JSON (malformed-request).",
+)
+@blp.alt_response(
+    401,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="API keys are configured and none valid was sent.",
+)
+@blp.alt_response(
+    404,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Unknown reference id (unknown-reference).",
+)
+@blp.alt_response(
+    413,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Body over the size limit (payload-too-large).",
+)
+@blp.alt_response(
+    415,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Not application/json, or compressed.",
+)
 @blp.alt_response(
     422,
     schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
     description="Schema violation: missing or extra fields, wrong types, empty list, blank text, "
     "too many texts, text too long, duplicate ids (validation-error; `errors` names each field).",
 )
-@blp.alt_response(429, schema=ProblemSchema, description="Rate limit exceeded; see Retry-After.")
-@blp.alt_response(503, schema=ProblemSchema, description="Not ready (starting or draining).")
+@blp.alt_response(
+    429,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Rate limit exceeded; see Retry-After.",
+)
+@blp.alt_response(
+    503,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Not ready (starting or draining).",
+)
 def score(payload: dict):
     """Score texts against a reference
 

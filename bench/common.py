@@ -1,0 +1,269 @@
+"""Shared pieces of the benchmark suite: machine description, statistics, the peer, the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+DEFAULT_PEER_PYTHON = Path(os.environ.get("BENCH_PEER_PYTHON", "/work/bench-venv/bin/python"))
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of ``values``."""
+    return float(statistics.median(values))
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, memory, Python and library versions of this machine, for every figure."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    import numpy
+    import scipy
+    import sklearn
+
+    versions: dict[str, str] = {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    for name in ("flask", "gunicorn", "locust"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:  # not installed: left out
+            pass
+    blas = "unknown"
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+            for p in threadpool_info()
+        )
+    except Exception:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_gib, 1),
+        "kernel": platform.release(),
+        "versions": versions,
+        "blas": blas,
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """One line naming the machine, for figure captions and table headers."""
+    v = info["versions"]
+    return (
+        f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; Python {v['python']}, "
+        f"numpy {v['numpy']}, scipy {v['scipy']}, scikit-learn {v['scikit-learn']}"
+    )
+
+
+def rss_of(pid: int) -> int:
+    """Resident set size of process ``pid`` in bytes (from /proc)."""
+    statm = Path(f"/proc/{pid}/statm").read_text().split()
+    return int(statm[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def pss_of(pid: int) -> int | None:
+    """Proportional set size of ``pid`` in bytes (shared pages split between sharers), if readable."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+# -- the peer ------------------------------------------------------------------------------------
+
+
+class PeerProcess:
+    """The MiniLM peer (``bench/peer.py``) in its own venv, as a subprocess speaking JSON lines."""
+
+    def __init__(self, python: Path = DEFAULT_PEER_PYTHON) -> None:
+        if not Path(python).exists():
+            raise FileNotFoundError(f"{python} not found: run bash bench/setup_peer_venv.sh first")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        env.pop("PYTHONPATH", None)
+        self.stderr_path = RESULTS_DIR / "peer-stderr.log"
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 (closed in close())
+        self.process = subprocess.Popen(
+            [str(python), str(BENCH_DIR / "peer.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        hello = self._read()
+        if not hello.get("ready"):
+            raise RuntimeError(f"peer did not start: {hello}")
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"peer exited; see {self.stderr_path}")
+        return json.loads(line)
+
+    def call(self, **request: Any) -> dict[str, Any]:
+        """Send one request and return the answer (raises on an error answer)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self._read()
+        if "error" in answer:
+            raise RuntimeError(f"peer: {answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        """Stop the peer."""
+        try:
+            self.call(op="quit")
+        except Exception:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._stderr.close()
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile_command() -> list[str]:
+    """The Procfile's ``web:`` command, with ``gunicorn`` taken from this interpreter's venv."""
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            command = shlex.split(line[len("web:") :].strip())
+            command[0] = str(Path(sys.executable).with_name(command[0]))
+            return command
+    raise RuntimeError("Procfile has no web: line")
+
+
+# Settings for every benchmark server: loopback only (GUNICORN_CMD_ARGS overrides the config's
+# 0.0.0.0 bind without changing the Procfile command), rate limiting off (the load comes from one
+# client address), no drain wait on stop.
+BENCH_SERVER_ENV = {
+    "WEB_CONCURRENCY": "2",
+    "DISCOURSE_RATE_LIMIT_ENABLED": "false",
+    "DISCOURSE_DRAIN_SECONDS": "0",
+}
+
+
+@dataclass
+class Server:
+    """A running Procfile web process."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    started: float  # time.monotonic() just before Popen
+    ready_after: float  # seconds from start to the first /readyz 200
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the gunicorn workers (children of the master)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(p) for p in children.read_text().split()]
+        except OSError:
+            return []
+
+
+@contextmanager
+def run_server(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Iterator[Server]:
+    """Start the Procfile command on a loopback port and wait for ``/readyz``; stop it afterwards."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = RESULTS_DIR / f"server-{port}.log"
+    full_env = {
+        **os.environ,
+        **BENCH_SERVER_ENV,
+        "PORT": str(port),
+        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}",
+        **(env or {}),
+    }
+    full_env.pop("PYTHONPATH", None)
+    with open(log_path, "wb") as log:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            procfile_command(), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    session = requests.Session()
+    try:
+        deadline = started + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}; see {log_path}")
+            try:
+                if session.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {ready_timeout} s; see {log_path}")
+            time.sleep(0.005)
+        ready_after = time.monotonic() - started
+        yield Server(process, port, log_path, started, ready_after)
+    finally:
+        session.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # immediate stop (SIGTERM drains first)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

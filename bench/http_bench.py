@@ -1,0 +1,200 @@
+"""HTTP benchmarks: the Procfile command with WEB_CONCURRENCY=2, driven by locust (headless), loopback only.
+
+* Throughput at saturation: closed-loop users sending back to back.
+* Latency at a fixed offered rate: many users, each paced with ``constant_throughput``.
+* RSS of a worker after the load and after 10,000 requests (with worker recycling off).
+* Time from process start to the first ``/readyz`` 200.
+
+Every run is bounded in time and requests; a run with any failed request is reported as such.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BENCH_DIR, RESULTS_DIR, median, pss_of, rss_of, run_server
+from corpus import make_texts
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+
+
+def write_payloads(name: str, n_requests: int, texts_per_request: int, chars: int) -> Path:
+    """A JSON file of ``n_requests`` serialised request bodies for the locustfile."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    texts = make_texts(n_requests * texts_per_request, chars, seed=11)
+    bodies = []
+    for i in range(n_requests):
+        chunk = texts[i * texts_per_request : (i + 1) * texts_per_request]
+        body = {"texts": [{"id": str(j), "text": t} for j, t in enumerate(chunk)]}
+        bodies.append([json.dumps(body), len(chunk)])
+    path = RESULTS_DIR / f"payloads-{name}.json"
+    path.write_text(json.dumps(bodies), encoding="utf-8")
+    return path
+
+
+def run_locust(
+    base_url: str,
+    payloads: Path,
+    users: int,
+    seconds: float,
+    rate_per_user: float,
+    label: str,
+    spawn_rate: float | None = None,
+) -> dict[str, Any]:
+    """One headless locust run; returns its aggregated stats (from its CSV) and its own CPU use."""
+    prefix = RESULTS_DIR / f"locust-{label}"
+    env = dict(os.environ, BENCH_PAYLOADS=str(payloads), BENCH_RATE_PER_USER=str(rate_per_user))
+    command = [
+        LOCUST,
+        "-f",
+        str(BENCH_DIR / "locustfile.py"),
+        "--headless",
+        "--host",
+        base_url,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        # Paced users are started over one pacing period, so that their requests are spread over
+        # it instead of arriving in bursts (users started together stay in step).
+        str(spawn_rate or (users * rate_per_user if rate_per_user > 0 else users)),
+        "--run-time",
+        f"{int(seconds)}s",
+        "--reset-stats",
+        "--only-summary",
+        "--csv",
+        str(prefix),
+        "--stop-timeout",
+        "10",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+    with open(RESULTS_DIR / f"locust-{label}.log", "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=BENCH_DIR)
+        watched = psutil.Process(process.pid)
+        cpu = 0.0
+        while process.poll() is None:
+            try:
+                times = watched.cpu_times()
+                cpu = times.user + times.system
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+    if process.returncode != 0:
+        raise RuntimeError(f"locust exited with {process.returncode}; see {RESULTS_DIR}/locust-{label}.log")
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    row = rows["Aggregated"]
+    return {
+        "label": label,
+        "users": users,
+        "rate_per_user": rate_per_user,
+        "seconds": seconds,
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
+        "max_ms": float(row["Max Response Time"]),
+        "mean_ms": float(row["Average Response Time"]),
+        "locust_cpu_seconds": cpu,
+    }
+
+
+def _worker_memory(server_pids: list[int]) -> list[dict[str, int | None]]:
+    return [{"pid": pid, "rss": rss_of(pid), "pss": pss_of(pid)} for pid in server_pids]
+
+
+def _send_requests(base_url: str, payloads: Path, count: int, threads: int = 4) -> int:
+    """Send ``count`` requests from ``threads`` keep-alive sessions; returns the number of non-200s."""
+    bodies = [b for b, _ in json.loads(payloads.read_text(encoding="utf-8"))]
+    headers = {"Content-Type": "application/json"}
+
+    def run(offset: int) -> int:
+        bad = 0
+        with requests.Session() as session:
+            for i in range(offset, count, threads):
+                response = session.post(f"{base_url}/v1/score", data=bodies[i % len(bodies)], headers=headers)
+                bad += response.status_code != 200
+        return bad
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(run, range(threads)))
+
+
+def startup_times(rounds: int) -> list[float]:
+    """Seconds from starting the Procfile command to the first ``/readyz`` 200, per round."""
+    times = []
+    for _ in range(rounds):
+        with run_server() as server:
+            times.append(server.ready_after)
+    return times
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """All HTTP measurements; ``quick`` shortens every run (for trying the suite out)."""
+    scale = 0.25 if quick else 1.0
+    single = write_payloads("single-short", 512, 1, 200)
+    batch = write_payloads("batch64-long", 16, 64, 2000)
+    results: dict[str, Any] = {"runs": []}
+    with run_server() as server:
+        results["ready_after_first"] = server.ready_after
+        workers = server.worker_pids()
+        results["worker_memory_idle"] = _worker_memory(workers)
+        # Warm-up: every worker scores a few requests before anything is measured.
+        _send_requests(server.base_url, single, 40)
+        _send_requests(server.base_url, batch, 4)
+        plan = [
+            # label, payloads, users, seconds, rate per user (0 = back to back)
+            ("single-saturation", single, 16, 25, 0.0),
+            ("single-100rps", single, 100, 40, 1.0),
+            ("batch64-saturation", batch, 4, 25, 0.0),
+            ("batch64-4rps", batch, 8, 40, 0.5),
+        ]
+        for label, payloads, users, seconds, rate in plan:
+            results["runs"].append(
+                run_locust(server.base_url, payloads, users, max(8, seconds * scale), rate, label)
+            )
+        # With the default DISCOURSE_MAX_REQUESTS workers are recycled during the load; measure
+        # the ones serving now.
+        current = server.worker_pids()
+        results["worker_memory_after_load"] = _worker_memory(current)
+        results["workers_replaced_during_load"] = len(set(workers) - set(current))
+    # Memory after 10,000 requests: worker recycling (DISCOURSE_MAX_REQUESTS) off, so that the same
+    # two workers serve all of them and any growth shows.
+    n_requests = int(10_000 * scale)
+    with run_server({"DISCOURSE_MAX_REQUESTS": "0"}) as server:
+        workers = server.worker_pids()
+        before = _worker_memory(workers)
+        started = time.monotonic()
+        bad = _send_requests(server.base_url, single, n_requests)
+        results["ten_thousand"] = {
+            "requests": n_requests,
+            "non_200": bad,
+            "seconds": time.monotonic() - started,
+            "before": before,
+            "after": _worker_memory(workers),
+            "same_workers": sorted(server.worker_pids()) == sorted(workers),
+        }
+    results["startup_seconds"] = startup_times(3 if quick else 7)
+    results["startup_median"] = median(results["startup_seconds"])
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -1,0 +1,193 @@
+"""Artifact integrity: altered, missing or incompatible files are refused naming the file; no pickles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.artifacts import (
+    ARRAYS_FILE,
+    CARD_FILE,
+    ENCODER_FILE,
+    ArtifactError,
+    load_model,
+    model_arrays,
+    sha256_of,
+    write_arrays,
+)
+from service.config import DEFAULT_MODEL_DIR, Settings
+from service.http.app import create_app
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """A copy of the shipped artifact that a test may damage."""
+    return Path(shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "model"))
+
+
+def edit_card(directory: Path, change: Callable[[dict], None]) -> None:
+    path = directory / CARD_FILE
+    card = json.loads(path.read_text(encoding="utf-8"))
+    change(card)
+    path.write_text(json.dumps(card), encoding="utf-8")
+
+
+def flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def other_minor(version: str) -> str:
+    major, minor, *_ = version.split(".")
+    return f"{major}.{int(minor) + 1}.0"
+
+
+DAMAGES: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    # name: (damage, file the message must name, text the message must contain)
+    "tampered arrays": (lambda d: flip_one_byte(d / ARRAYS_FILE), ARRAYS_FILE, "does not match"),
+    "tampered encoder": (
+        lambda d: (d / ENCODER_FILE).write_text((d / ENCODER_FILE).read_text().replace("nato", "natO", 1)),
+        ENCODER_FILE,
+        "does not match",
+    ),
+    "missing encoder": (lambda d: (d / ENCODER_FILE).unlink(), ENCODER_FILE, "missing"),
+    "missing arrays": (lambda d: (d / ARRAYS_FILE).unlink(), ARRAYS_FILE, "missing"),
+    "missing card": (lambda d: (d / CARD_FILE).unlink(), CARD_FILE, "missing"),
+    "card not JSON": (lambda d: (d / CARD_FILE).write_text("{not json"), CARD_FILE, "not readable JSON"),
+    "other format version": (
+        lambda d: edit_card(d, lambda c: c.update(format_version=c["format_version"] + 1)),
+        CARD_FILE,
+        "artifact format",
+    ),
+    "other scikit-learn minor": (
+        lambda d: edit_card(
+            d, lambda c: c["libraries"].update({"scikit-learn": other_minor(c["libraries"]["scikit-learn"])})
+        ),
+        CARD_FILE,
+        "scikit-learn",
+    ),
+    "other numpy major": (
+        lambda d: edit_card(d, lambda c: c["libraries"].update(numpy="1.26.4")),
+        CARD_FILE,
+        "numpy",
+    ),
+    "other feature names": (
+        lambda d: edit_card(d, lambda c: c.update(features=[*c["features"][:-1], "something_else"])),
+        CARD_FILE,
+        "other pair features",
+    ),
+    "fewer features": (
+        lambda d: edit_card(d, lambda c: c.update(features=c["features"][:-1])),
+        CARD_FILE,
+        "other pair features",
+    ),
+    "card without files": (lambda d: edit_card(d, lambda c: c.pop("files")), CARD_FILE, "'files'"),
+}
+
+
+def test_the_shipped_artifact_loads_and_matches_its_card() -> None:
+    model = load_model(DEFAULT_MODEL_DIR)
+    assert model.model_id == model.card["id"] and model.version == model.card["version"]
+    for name in (ENCODER_FILE, ARRAYS_FILE):
+        assert model.card["files"][name] == sha256_of(DEFAULT_MODEL_DIR / name)
+    assert model.encoder.n_terms == model.card["vocabulary_terms"]
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES), ids=list(DAMAGES))
+def test_a_damaged_artifact_is_refused_naming_the_file(model_copy: Path, damage: str) -> None:
+    change, file_name, text = DAMAGES[damage]
+    change(model_copy)
+    with pytest.raises(ArtifactError) as error:
+        load_model(model_copy)
+    message = str(error.value)
+    assert message.startswith(str(model_copy / file_name)), message
+    assert text in message
+
+
+def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="model directory not found"):
+        load_model(tmp_path / "nothing-here")
+
+
+@pytest.mark.parametrize("damage", ["tampered arrays", "missing encoder", "other format version"])
+def test_the_app_does_not_start_with_a_damaged_artifact(model_copy: Path, damage: str) -> None:
+    change, file_name, _ = DAMAGES[damage]
+    change(model_copy)
+    with pytest.raises(ArtifactError, match=file_name):
+        create_app(Settings(model_dir=model_copy, rate_limit_enabled=False))
+
+
+class _Payload:
+    """Unpickling this would create ``path``: proof that code from the file ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (self.path.touch, ())
+
+
+def test_object_arrays_are_refused_and_never_unpickled(model_copy: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pickle-ran"
+    arrays_path = model_copy / ARRAYS_FILE
+    with np.load(arrays_path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["word_idf"] = np.array([_Payload(marker)] * 3, dtype=object)
+    np.savez(arrays_path, **arrays)  # numpy pickles object arrays
+    # Record the new hash, as an attacker able to write the directory could.
+    edit_card(model_copy, lambda c: c["files"].update({ARRAYS_FILE: sha256_of(arrays_path)}))
+    with zipfile.ZipFile(arrays_path) as archive:
+        assert b"pickle-ran" in archive.read("word_idf.npy")  # the payload is really there
+    with pytest.raises(ArtifactError) as error:
+        load_model(model_copy)
+    assert str(error.value).startswith(f"{arrays_path}: not a readable numpy archive")
+    assert not marker.exists()
+
+
+def test_inconsistent_arrays_are_refused_naming_the_directory(model_copy: Path) -> None:
+    arrays_path = model_copy / ARRAYS_FILE
+    with np.load(arrays_path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["relatedness.mean"] = arrays["relatedness.mean"][:-1]
+    write_arrays(arrays_path, arrays)
+    edit_card(model_copy, lambda c: c["files"].update({ARRAYS_FILE: sha256_of(arrays_path)}))
+    with pytest.raises(ArtifactError, match=rf"{model_copy}: inconsistent artifact"):
+        load_model(model_copy)
+
+
+def test_write_arrays_is_byte_deterministic_and_round_trips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = load_model(DEFAULT_MODEL_DIR)
+    arrays = model_arrays(model.encoder, model.stance)
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    write_arrays(first, arrays)
+    # Another insertion order on another day gives the same bytes.
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 86_400 + 3_661)
+    write_arrays(second, dict(reversed(list(arrays.items()))))
+    assert first.read_bytes() == second.read_bytes()
+    with np.load(first, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(arrays)
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(data[name], array)
+            assert data[name].dtype == array.dtype
+    with zipfile.ZipFile(first) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_model_arrays_reproduce_the_shipped_arrays() -> None:
+    model = load_model(DEFAULT_MODEL_DIR)
+    arrays = model_arrays(model.encoder, model.stance)
+    with np.load(DEFAULT_MODEL_DIR / ARRAYS_FILE, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(arrays)
+        for name in data.files:
+            np.testing.assert_array_equal(data[name], arrays[name])

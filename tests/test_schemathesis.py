@@ -1,0 +1,109 @@
+"""Schemathesis against the app's own ``/openapi.json``: no 5xx, every response as documented.
+
+Every operation of the document is exercised in-process (WSGI) with schema-valid
+(positive) and schema-violating (negative) requests, a bounded number of each, and
+every response is checked by schemathesis's default checks: no server error, a
+documented status code, the documented content type and headers, a body matching
+the documented schema, valid data accepted and invalid data rejected.
+
+The app is built at import time rather than from the ``app`` fixture because
+``schemathesis.pytest.from_fixture`` fails under pytest 9.2 (it rewrites
+``request.node._nodeid``, which pytest 9 removed); it is the same factory, settings
+and shipped model as the fixture.
+
+Two request rules cannot be written in OpenAPI 3.0 and are documented in prose
+instead (the 422 description and ``x-limits``): text ids unique within a request,
+and the per-request limits on texts and characters. A schema-valid request that
+breaks one of them must get a 422 validation problem naming the field; every other
+check still applies to it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
+
+from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, Settings
+from service.domain.text import clean
+from service.http.app import create_app
+from service.runtime import load_runtime
+
+SETTINGS = Settings(rate_limit_enabled=False)
+APP = create_app(SETTINGS, runtime=load_runtime(DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR))
+APP.config["TESTING"] = True
+
+schema = schemathesis.openapi.from_wsgi("/openapi.json", APP)
+schema.config.generation.update(modes=list(GenerationMode))
+
+MAX_EXAMPLES = 50
+
+
+def _body_as_received(case: Any) -> Any:
+    """The JSON body as the server decodes it (escaped surrogate pairs become one character)."""
+    try:
+        return json.loads(json.dumps(case.body))
+    except (TypeError, ValueError):
+        return None
+
+
+def _prose_rule_broken(case: Any) -> str | None:
+    """The ``errors[].field`` a 422 must name when ``case`` breaks a rule OpenAPI cannot express."""
+    body = _body_as_received(case)
+    if case.path != "/v1/score" or not isinstance(body, dict) or not isinstance(body.get("texts"), list):
+        return None
+    texts = [t for t in body["texts"] if isinstance(t, dict)]
+    if len(texts) != len(body["texts"]):
+        return None
+    ids = [t["id"] for t in texts if isinstance(t.get("id"), str)]
+    if len(ids) != len(set(ids)) or len(texts) > SETTINGS.max_texts:
+        return "texts"
+    for i, item in enumerate(texts):
+        if isinstance(item.get("text"), str) and len(item["text"]) > SETTINGS.max_text_chars:
+            return f"texts.{i}.text"
+    return None
+
+
+def _hits_known_domain_bug(case: Any) -> bool:
+    """Whether ``case`` is a score request none of whose texts has a visible character.
+
+    Such a batch makes ``TextEncoder._tfidf`` raise (``sklearn.preprocessing.normalize``
+    of a matrix with no rows), a 500. The bug is in service/domain and is pinned by the
+    strict xfail ``test_hostile_http.py::test_batch_of_only_invisible_texts_is_scored``;
+    this tolerance goes when that test starts passing.
+    """
+    body = _body_as_received(case)
+    if case.method.upper() != "POST" or not isinstance(body, dict) or not isinstance(body.get("texts"), list):
+        return False
+    texts = [t.get("text") if isinstance(t, dict) else None for t in body["texts"]]
+    return all(isinstance(t, str) for t in texts) and not any(clean(t).strip() for t in texts)
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_every_operation_conforms_and_never_fails(case: Any) -> None:
+    """No 5xx; status, media type, headers and body as documented; errors are problem+json."""
+    response = case.call()
+    if response.status_code == 500 and _hits_known_domain_bug(case):
+        return
+    assert response.status_code < 500, response.text[:500]
+    if response.status_code >= 400:
+        assert response.headers["content-type"][0].startswith("application/problem+json")
+        problem = response.json()
+        assert problem["status"] == response.status_code
+    excluded = []
+    field = _prose_rule_broken(case) if case.meta.generation.mode.is_positive else None
+    if field is not None:
+        assert response.status_code == 422, response.text[:500]
+        assert field in {e["field"] for e in response.json()["errors"]}
+        excluded.append(positive_data_acceptance)
+    case.validate_response(response, excluded_checks=excluded)
+    if case.method.upper() == "POST" and case.path == "/v1/score" and response.status_code == 200:
+        # Nothing lost: one result per text, in order, ids echoed (default: the index).
+        texts = _body_as_received(case)["texts"]
+        results = response.json()["results"]
+        assert [r["id"] for r in results] == [t.get("id", str(i)) for i, t in enumerate(texts)]

@@ -1,0 +1,120 @@
+"""Text handling: cleaning, tokenising and sentence splitting with offsets; the domain needs no Flask."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service.config import PROJECT_ROOT
+from service.domain.text import Span, clean, split_sentences, tokenize
+
+
+def assert_spans_point_into(text: str, spans: list[Span]) -> None:
+    """Every span's text is the slice of ``text`` it names, and spans are ordered and disjoint."""
+    previous_end = 0
+    for span in spans:
+        assert text[span.start : span.end] == span.text
+        assert span.text == span.text.strip() and span.text
+        assert span.start >= previous_end
+        previous_end = span.end
+
+
+def test_importing_the_domain_does_not_import_flask() -> None:
+    code = (
+        "import sys\n"
+        "import service.domain.scorer, service.domain.evidence, service.domain.references\n"
+        "import service.domain.pair_features, service.domain.stance, service.domain.text\n"
+        "import service.artifacts, service.reference_files, service.runtime\n"
+        "web = ('flask', 'werkzeug', 'service.http')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in web or m.startswith(web))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_sentences_carry_their_offsets() -> None:
+    text = 'First claim here. "Second one?" she asked!  Third (quoted)!\n\nFourth paragraph without end'
+    spans = split_sentences(text)
+    assert [s.text for s in spans] == [
+        "First claim here.",
+        '"Second one?"',
+        "she asked!",
+        "Third (quoted)!",
+        "Fourth paragraph without end",
+    ]
+    assert_spans_point_into(text, spans)
+
+
+def test_closing_quotes_stay_with_their_sentence() -> None:
+    text = "He said \u201cit is over.\u201d Then he left."
+    spans = split_sentences(text)
+    assert [s.text for s in spans] == ["He said \u201cit is over.\u201d", "Then he left."]
+    assert_spans_point_into(text, spans)
+
+
+def test_blank_lines_end_a_sentence_and_blank_spans_are_dropped() -> None:
+    text = "\n\n  A heading without a full stop\n\n\n   \n\nBody text follows.  \n"
+    spans = split_sentences(text)
+    assert [s.text for s in spans] == ["A heading without a full stop", "Body text follows."]
+    assert_spans_point_into(text, spans)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\n\t\n"])
+def test_empty_or_blank_text_has_no_sentences(text: str) -> None:
+    assert split_sentences(text) == []
+
+
+def test_long_run_on_sentences_are_cut_at_a_space_before_the_limit() -> None:
+    text = " ".join(f"word{i}" for i in range(300))  # about 2 000 characters, no punctuation
+    spans = split_sentences(text, max_chars=100)
+    assert len(spans) > 15
+    assert all(len(s.text) <= 100 for s in spans)
+    assert_spans_point_into(text, spans)
+    # Cut at spaces: no word is split, and all words survive in order.
+    assert " ".join(s.text for s in spans) == text
+
+
+def test_a_long_sentence_without_spaces_is_cut_at_the_limit() -> None:
+    text = "x" * 250
+    spans = split_sentences(text, max_chars=100)
+    assert [len(s.text) for s in spans] == [100, 100, 50]
+    assert_spans_point_into(text, spans)
+
+
+def test_offsets_are_code_points_with_non_ascii_text() -> None:
+    text = "Émigrés say 🙂 it’s true. Второе предложение! 第三句话。 End."
+    spans = split_sentences(text)
+    assert spans[0].text == "Émigrés say 🙂 it’s true."
+    assert spans[1].text == "Второе предложение!"
+    assert_spans_point_into(text, spans)
+
+
+def test_clean_replaces_invisible_characters_and_keeps_length() -> None:
+    text = "zero\u200bwidth\x00nul\x07bell soft\u00adhyphen\ttab\nnewline\ufeffbom"
+    cleaned = clean(text)
+    assert len(cleaned) == len(text)
+    assert cleaned == "zero width nul bell soft hyphen\ttab\nnewline bom"
+    # Offsets computed on the cleaned text select the same words in the original.
+    for span in split_sentences(cleaned):
+        assert clean(text[span.start : span.end]) == span.text
+
+
+def test_clean_leaves_printable_text_untouched() -> None:
+    text = "Plain text – with “quotes”, accents (é) and emoji 🙂."
+    assert clean(text) is text
+
+
+def test_tokenize_lowercases_and_keeps_words_of_two_or_more_characters() -> None:
+    assert tokenize("NATO's expansion didn't stop: a 2024 plan, I think.") == [
+        "nato",
+        "expansion",
+        "didn",
+        "stop",
+        "2024",
+        "plan",
+        "think",
+    ]

@@ -1,0 +1,299 @@
+"""Training on tiny inline FNC-format corpora: reading, story splits, the FNC score, reproducibility."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from service.artifacts import ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE, ENCODER_FILE, load_model
+from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
+from service.domain.stance import STANCE_LABELS
+from service.training.fnc import (
+    DataFormatError,
+    PairSet,
+    evaluation_report,
+    fnc_score,
+    read_pairs,
+    story_of,
+    story_split,
+)
+from service.training.trainer import (
+    fit_encoder,
+    fit_stance_model,
+    pair_feature_matrix,
+    with_hard_negatives,
+    with_short_versions,
+)
+from tests.helpers import (
+    TinyCorpus,
+    tiny_corpus,
+    tiny_training_config,
+    train_tiny_model,
+    write_fnc_csvs,
+)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> PairSet:
+    """The tiny corpus, written as CSV and read back."""
+    stances, bodies = write_fnc_csvs(tmp_path_factory.mktemp("fnc"))
+    return read_pairs(stances, bodies, require_labels=True)
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def test_read_pairs_keeps_file_order_and_joins_bodies(pairs: PairSet) -> None:
+    corpus = tiny_corpus()
+    assert len(pairs) == len(corpus.rows)
+    assert list(zip(pairs.headlines, pairs.body_ids, pairs.stances, strict=True)) == corpus.rows
+    assert pairs.bodies == corpus.bodies
+    assert set(pairs.stances) == set(STANCE_LABELS)
+
+
+def test_read_pairs_without_stance_column(tmp_path: Path) -> None:
+    stances, bodies = write_fnc_csvs(tmp_path, stance_column=False)
+    unlabelled = read_pairs(stances, bodies)
+    assert unlabelled.stances is None and len(unlabelled) == len(tiny_corpus().rows)
+    with pytest.raises(DataFormatError, match=rf"{stances}: a 'Stance' column is needed"):
+        read_pairs(stances, bodies, require_labels=True)
+
+
+def test_read_pairs_errors_name_the_file_and_row(tmp_path: Path) -> None:
+    corpus = tiny_corpus(2)
+    bad_body = TinyCorpus([*corpus.rows[:2], ("Headline", "999", "agree")], corpus.bodies)
+    stances, bodies = write_fnc_csvs(tmp_path / "a", bad_body)
+    with pytest.raises(DataFormatError, match=rf"{stances}, row 4: Body ID '999' is not in {bodies}"):
+        read_pairs(stances, bodies)
+
+    bad_label = TinyCorpus([corpus.rows[0], ("Headline", corpus.rows[0][1], "maybe")], corpus.bodies)
+    stances, bodies = write_fnc_csvs(tmp_path / "b", bad_label)
+    with pytest.raises(DataFormatError, match=rf"{stances}, row 3: unknown Stance 'maybe'"):
+        read_pairs(stances, bodies)
+
+    stances, bodies = write_fnc_csvs(tmp_path / "c", corpus)
+    bodies.write_text("Body,text\n1,x\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{bodies}: missing column\(s\) Body ID, articleBody"):
+        read_pairs(stances, bodies)
+    with pytest.raises(DataFormatError, match=rf"{tmp_path / 'nope.csv'}: cannot be read"):
+        read_pairs(stances, tmp_path / "nope.csv")
+
+
+def test_read_pairs_refuses_files_that_are_not_utf8_and_accepts_a_bom(tmp_path: Path) -> None:
+    stances, bodies = write_fnc_csvs(tmp_path, tiny_corpus(2))
+    bodies.write_bytes(bodies.read_bytes().replace(b"Managua", "Managu\xe1".encode("latin-1")))
+    with pytest.raises(DataFormatError, match=rf"{bodies}: not UTF-8 text \(invalid byte at offset \d+\)"):
+        read_pairs(stances, bodies)
+    bodies.write_bytes(
+        b"\xef\xbb\xbf" + bodies.read_bytes().replace("Managu\xe1".encode("latin-1"), b"Managua")
+    )
+    stances.write_bytes(b"\xef\xbb\xbf" + stances.read_bytes())
+    assert read_pairs(stances, bodies).bodies == tiny_corpus(2).bodies
+
+
+def test_read_pairs_can_ignore_a_stance_column(tmp_path: Path) -> None:
+    corpus = tiny_corpus(2)
+    blank = TinyCorpus([(h, b, "") for h, b, _ in corpus.rows], corpus.bodies)
+    stances, bodies = write_fnc_csvs(tmp_path, blank)
+    with pytest.raises(DataFormatError, match="unknown Stance ''"):
+        read_pairs(stances, bodies)
+    pairs = read_pairs(stances, bodies, ignore_labels=True)
+    assert pairs.stances is None and pairs.headlines == [h for h, _, _ in corpus.rows]
+
+
+# -- stories and splits --------------------------------------------------------
+
+
+def test_stories_are_connected_components_of_related_pairs() -> None:
+    pairs = PairSet(
+        headlines=["h1", "h2", "h2", "h3", "h1"],
+        body_ids=["b1", "b1", "b2", "b3", "b3"],
+        bodies={"b1": "", "b2": "", "b3": "", "b4": ""},
+        stances=["agree", "discuss", "disagree", "agree", "unrelated"],
+    )
+    story = story_of(pairs)
+    # h1-b1-h2-b2 are one story through related pairs; h3-b3 another (h1-b3 is unrelated); b4 alone.
+    assert story["h:h1"] == story["b:b1"] == story["h:h2"] == story["b:b2"]
+    assert story["h:h3"] == story["b:b3"] != story["h:h1"]
+    assert story["b:b4"] not in {story["h:h1"], story["h:h3"]}
+    assert len(set(story.values())) == 3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_story_split_keeps_held_out_stories_off_the_training_side(pairs: PairSet, seed: int) -> None:
+    train, validation = story_split(pairs, holdout=0.3, seed=seed)
+    assert train and validation
+    assert not set(train) & set(validation)
+    story = story_of(pairs)
+    held_out = {story["h:" + pairs.headlines[r]] for r in validation}
+    assert len(held_out) == round(0.3 * len(set(story.values())))
+    for r in train:
+        assert story["h:" + pairs.headlines[r]] not in held_out
+        assert story["b:" + pairs.body_ids[r]] not in held_out
+    train_headlines = {pairs.headlines[r] for r in train}
+    train_bodies = {pairs.body_ids[r] for r in train}
+    assert not train_headlines & {pairs.headlines[r] for r in validation}
+    assert not train_bodies & {b for b, s in ((b, story["b:" + b]) for b in pairs.bodies) if s in held_out}
+    # Every row is used once, except those pairing a kept headline with a held-out body.
+    dropped = set(range(len(pairs))) - set(train) - set(validation)
+    for r in dropped:
+        assert story["h:" + pairs.headlines[r]] not in held_out
+        assert story["b:" + pairs.body_ids[r]] in held_out
+    assert story_split(pairs, holdout=0.3, seed=seed) == (train, validation)
+
+
+# -- the FNC score and the report ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("truth", "predicted", "expected"),
+    [
+        (["agree", "unrelated"], ["agree", "unrelated"], 100.0),
+        (["agree", "unrelated"], ["discuss", "unrelated"], 100 * (0.25 + 0.25) / 1.25),
+        (["agree"], ["unrelated"], 0.0),
+        (["unrelated"], ["agree"], 0.0),
+        (["unrelated", "unrelated"], ["unrelated", "discuss"], 50.0),
+        (
+            ["disagree", "discuss", "unrelated", "unrelated"],
+            ["disagree", "agree", "agree", "unrelated"],
+            100 * (1.0 + 0.25 + 0.0 + 0.25) / 2.5,
+        ),
+        ([], [], 0.0),
+    ],
+)
+def test_fnc_score_on_hand_computed_cases(truth: list[str], predicted: list[str], expected: float) -> None:
+    assert fnc_score(truth, predicted) == pytest.approx(expected)
+
+
+def test_fnc_score_needs_aligned_lists() -> None:
+    with pytest.raises(ValueError):
+        fnc_score(["agree"], ["agree", "agree"])
+
+
+def test_evaluation_report_on_a_hand_computed_case() -> None:
+    truth = ["agree", "agree", "disagree", "discuss", "unrelated", "unrelated"]
+    predicted = ["agree", "discuss", "disagree", "discuss", "unrelated", "agree"]
+    report = evaluation_report(truth, predicted)
+    assert report["pairs"] == 6
+    assert report["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    # Score: agree 1 + related mismatch 0.25 + disagree 1 + discuss 1 + unrelated 0.25 + 0 = 3.5 of 4.5.
+    assert report["fnc_score"] == pytest.approx(round(100 * 3.5 / 4.5, 2))
+    per_class = report["per_class"]
+    assert per_class["agree"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert per_class["disagree"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert per_class["discuss"] == {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1}
+    assert per_class["unrelated"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert report["macro_f1"] == pytest.approx((0.5 + 1.0 + 0.6667 + 0.6667) / 4, abs=1e-4)
+    assert report["confusion"]["labels"] == list(STANCE_LABELS)
+    assert report["confusion"]["matrix"] == [[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]]
+    json.dumps(report)  # plain JSON types only
+
+
+# -- features and augmentation -------------------------------------------------
+
+
+def test_pair_feature_matrix_rows_follow_the_pairs_whatever_the_chunking(pairs: PairSet) -> None:
+    encoder = fit_encoder(pairs, tiny_training_config().encoder)
+    matrix = pair_feature_matrix(encoder, pairs)
+    assert matrix.shape == (len(pairs), len(FEATURE_NAMES))
+    np.testing.assert_allclose(pair_feature_matrix(encoder, pairs, chunk=3), matrix)
+    for r in (0, 7, len(pairs) - 1):
+        single = compute_pair_features(
+            encoder, encoder.encode([pairs.bodies[pairs.body_ids[r]]]), encoder.encode([pairs.headlines[r]])
+        )
+        np.testing.assert_allclose(matrix[r], single[0, 0], atol=1e-12)
+
+
+def test_fit_encoder_sees_only_the_given_pairs(pairs: PairSet) -> None:
+    train, _ = story_split(pairs, holdout=0.3, seed=0)
+    encoder = fit_encoder(pairs.subset(train), tiny_training_config().encoder)
+    _, validation = story_split(pairs, holdout=0.3, seed=0)
+    held_out_words = {w.lower() for r in validation for w in pairs.headlines[r].split()[:1]}
+    assert not held_out_words & set(encoder.vocabulary)  # each story's object word is its own
+
+
+def test_hard_negatives_come_from_other_stories_and_are_unrelated(pairs: PairSet) -> None:
+    encoder = fit_encoder(pairs, tiny_training_config().encoder)
+    augmented = with_hard_negatives(pairs, encoder, per_headline=1)
+    story = story_of(pairs)
+    extra = range(len(pairs), len(augmented))
+    assert len(extra) > 0
+    original = set(zip(pairs.headlines, pairs.body_ids, strict=True))
+    for r in extra:
+        headline, body_id = augmented.headlines[r], augmented.body_ids[r]
+        assert augmented.stances[r] == "unrelated"
+        assert story["h:" + headline] != story["b:" + body_id]
+        assert (headline, body_id) not in original
+    extra_headlines = [augmented.headlines[r] for r in extra]
+    assert all(extra_headlines.count(h) == 1 for h in extra_headlines)  # per_headline=1
+
+
+def test_short_versions_cut_bodies_to_their_lead_and_keep_labels(pairs: PairSet) -> None:
+    augmented = with_short_versions(pairs, seed=0)
+    extra = range(len(pairs), len(augmented))
+    assert len(extra) > 0
+    for r in extra:
+        short_id = augmented.body_ids[r]
+        original_id = short_id.removesuffix("#lead")
+        assert short_id.endswith("#lead")
+        assert pairs.bodies[original_id].startswith(augmented.bodies[short_id])
+        assert len(augmented.bodies[short_id]) < len(pairs.bodies[original_id])
+    originals = {(h, b): s for h, b, s in zip(pairs.headlines, pairs.body_ids, pairs.stances, strict=True)}
+    for r in extra:
+        key = (augmented.headlines[r], augmented.body_ids[r].removesuffix("#lead"))
+        assert augmented.stances[r] == originals[key]
+
+
+def test_stance_model_needs_every_related_class(pairs: PairSet) -> None:
+    encoder = fit_encoder(pairs, tiny_training_config().encoder)
+    keep = [r for r, s in enumerate(pairs.stances) if s != "disagree"]
+    subset = pairs.subset(keep)
+    config = dataclasses.replace(tiny_training_config(), stance_kind="logistic")
+    with pytest.raises(ValueError, match="lacks a related class"):
+        fit_stance_model(pair_feature_matrix(encoder, subset), subset.stances, config)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["logistic", "mlp", "trees"])
+def test_every_stance_kind_trains_and_separates_the_tiny_corpus(pairs: PairSet, kind: str) -> None:
+    encoder = fit_encoder(pairs, tiny_training_config().encoder)
+    features = pair_feature_matrix(encoder, pairs)
+    config = dataclasses.replace(tiny_training_config(), stance_kind=kind, stance_hidden=8)
+    with threadpool_limits(limits=1):
+        model = fit_stance_model(features, pairs.stances, config)
+    probabilities = model.predict_proba(features)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    labels = model.labels(probabilities)
+    related = [s != "unrelated" for s in pairs.stances]
+    assert [label != "unrelated" for label in labels] == related  # topical words make this easy
+
+
+# -- the whole pipeline --------------------------------------------------------
+
+
+def test_training_twice_gives_identical_artifact_bytes(tmp_path: Path) -> None:
+    first = train_tiny_model(tmp_path / "first", tmp_path / "data")
+    second = train_tiny_model(tmp_path / "second", tmp_path / "data")
+    assert first == second
+    for name in (ENCODER_FILE, ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE):
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+
+
+def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None:
+    card = train_tiny_model(tmp_path / "model", tmp_path / "data")
+    model = load_model(tmp_path / "model")
+    assert model.card == json.loads((tmp_path / "model" / CARD_FILE).read_text(encoding="utf-8")) == card
+    assert (model.model_id, model.version) == ("tiny-test-model", "0.0.1")
+    assert card["features"] == list(FEATURE_NAMES)
+    assert card["data"]["pairs"] == len(tiny_corpus().rows)
+    assert card["data"]["label_counts"]["disagree"] == len(tiny_corpus().rows) // 5
+    assert len(card["validation"]["splits"]) == 3
+    assert card["training"]["encoder"]["char_hash_bits"] == 12
+    markdown = (tmp_path / "model" / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
+    assert markdown.startswith("# Model card: tiny-test-model 0.0.1")
+    assert card["files"][ARRAYS_FILE] in markdown
