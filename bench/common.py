@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,35 @@ def pss_of(pid: int) -> int | None:
     return None
 
 
+# -- the code before the speed work ----------------------------------------------------------------
+
+BASELINE_REV = "ae60f22"
+"""The last commit before the speed work on the modules in OPTIMISED_FILES."""
+OPTIMISED_FILES = (
+    "service/domain/encoding.py",
+    "service/domain/pair_features.py",
+    "service/domain/evidence.py",
+    "service/domain/scorer.py",
+)
+
+
+def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
+    """A copy of the current ``service/`` package with only ``files`` as they were at git ``rev``.
+
+    Put ``directory`` first on PYTHONPATH to run the old versions of those
+    modules with everything else as it is now (models/ and seeds/ are linked).
+    """
+    if directory.exists():
+        shutil.rmtree(directory)
+    shutil.copytree(REPO / "service", directory / "service", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("models", "seeds"):
+        (directory / name).symlink_to(REPO / name)
+    for path in files:
+        old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True)
+        (directory / path).write_bytes(old.stdout)
+    return directory
+
+
 # -- the peer ------------------------------------------------------------------------------------
 
 
@@ -121,7 +151,10 @@ class PeerProcess:
         if not Path(python).exists():
             raise FileNotFoundError(f"{python} not found: run bash bench/setup_peer_venv.sh first")
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        env.pop("PYTHONPATH", None)
+        # The suite pins BLAS/OpenMP to one thread for the service; the peer sets its torch threads
+        # per request and reports torch's own default, so it must not inherit that pin.
+        for name in ("PYTHONPATH", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name, None)
         self.stderr_path = RESULTS_DIR / "peer-stderr.log"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 (closed in close())
@@ -157,10 +190,8 @@ class PeerProcess:
 
     def close(self) -> None:
         """Stop the peer."""
-        try:
+        with suppress(Exception):
             self.call(op="quit")
-        except Exception:
-            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -229,14 +260,10 @@ def run_server(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = RESULTS_DIR / f"server-{port}.log"
-    full_env = {
-        **os.environ,
-        **BENCH_SERVER_ENV,
-        "PORT": str(port),
-        "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}",
-        **(env or {}),
-    }
-    full_env.pop("PYTHONPATH", None)
+    full_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    full_env.update(BENCH_SERVER_ENV)
+    full_env.update({"PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"})
+    full_env.update(env or {})
     with open(log_path, "wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(

@@ -12,9 +12,10 @@ time and in batches of several sizes, with ``explain`` off and on. It writes
   stance probabilities, as exact float bytes.
 
 ``python bench/equivalence.py compare A.json B.json`` reports the first differences
-and exits 1 if there are any. ``python bench/equivalence.py check [--rev HEAD]`` does
+and exits 1 if there are any. ``python bench/equivalence.py check [--rev REV]`` does
 both: it dumps with the optimised modules (encoding, pair_features, evidence,
-scorer) as they were at ``REV`` over the current tree, dumps with the working
+scorer) as they were at ``REV`` (default: ae60f22, the last commit before
+the speed work) over the current tree, dumps with the working
 tree, and compares; identical dumps mean identical outputs.
 """
 
@@ -26,7 +27,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import BASELINE_REV, OPTIMISED_FILES, REPO, baseline_tree
 from corpus import make_text, make_texts
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
@@ -238,30 +239,13 @@ def compare(a: Path, b: Path) -> int:
     return 1 if problems else 0
 
 
-REPO = Path(__file__).resolve().parent.parent
-OPTIMISED_FILES = (
-    "service/domain/encoding.py",
-    "service/domain/pair_features.py",
-    "service/domain/evidence.py",
-    "service/domain/scorer.py",
-)
-
-
 def check(rev: str, files: tuple[str, ...], workdir: Path) -> int:
     """Dump with ``files`` as they were at git ``rev`` over the current tree, dump as now, compare.
 
     The baseline is a copy of the current ``service/`` package with only ``files``
     taken from ``rev``, so concurrent changes to other modules affect both sides alike.
     """
-    base = workdir / "baseline-tree"
-    if base.exists():
-        shutil.rmtree(base)
-    shutil.copytree(REPO / "service", base / "service", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("models", "seeds"):
-        (base / name).symlink_to(REPO / name)
-    for path in files:
-        old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True)
-        (base / path).write_bytes(old.stdout)
+    base = baseline_tree(rev, files, workdir / "baseline-tree")
     before, after = workdir / "before.json", workdir / "after.json"
     for tree, out in ((base, before), (REPO, after)):
         env = dict(os.environ, PYTHONPATH=str(tree))
@@ -282,7 +266,7 @@ def main() -> int:
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     k = sub.add_parser("check", help="dump at REV (optimised files only) and now, then compare")
-    k.add_argument("--rev", default="HEAD")
+    k.add_argument("--rev", default=BASELINE_REV)
     k.add_argument("--files", nargs="+", default=list(OPTIMISED_FILES))
     k.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()

@@ -11,10 +11,12 @@ Every run is bounded in time and requests; a run with any failed request is repo
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +31,7 @@ from common import BENCH_DIR, RESULTS_DIR, median, pss_of, rss_of, run_server
 from corpus import make_texts
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
+_JSON = {"Content-Type": "application/json"}
 
 
 def write_payloads(name: str, n_requests: int, texts_per_request: int, chars: int) -> Path:
@@ -137,6 +140,69 @@ def _send_requests(base_url: str, payloads: Path, count: int, threads: int = 4) 
         return sum(pool.map(run, range(threads)))
 
 
+def open_loop_latency(
+    port: int, payloads: Path, connections: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Latency at ``rate`` req/s in all from ``connections`` threads with an open-loop schedule.
+
+    Each thread owns one keep-alive ``http.client`` connection and sends at
+    fixed times (phases spread over the period); latency runs from the
+    scheduled send time to the end of the response body.
+    """
+    bodies = [b.encode("utf-8") for b, _ in json.loads(payloads.read_text(encoding="utf-8"))]
+    per_thread = rate / connections
+    latencies: list[float] = []
+    bad = [0]
+    lock = threading.Lock()
+    start = time.monotonic() + 0.5
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        n = 0
+        while True:
+            due = start + k / rate + n / per_thread
+            if due > start + seconds:
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            conn.request("POST", "/v1/score", body=bodies[(k + n * connections) % len(bodies)], headers=_JSON)
+            response = conn.getresponse()
+            response.read()
+            # From the scheduled send time: a request sent late (the previous one was slow, or this
+            # thread was not scheduled) counts its wait too.
+            mine.append((time.monotonic() - due) * 1000)
+            if response.status != 200:
+                with lock:
+                    bad[0] += 1
+            n += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return {
+        "client": "threads + http.client",
+        "connections": connections,
+        "offered": rate,
+        "requests": len(latencies),
+        "non_200": bad[0],
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+    }
+
+
 def startup_times(rounds: int) -> list[float]:
     """Seconds from starting the Procfile command to the first ``/readyz`` 200, per round."""
     times = []
@@ -162,14 +228,20 @@ def run(quick: bool = False) -> dict[str, Any]:
         plan = [
             # label, payloads, users, seconds, rate per user (0 = back to back)
             ("single-saturation", single, 16, 25, 0.0),
-            ("single-100rps", single, 100, 40, 1.0),
+            ("single-100rps", single, 10, 40, 10.0),
+            ("single-100rps-5users", single, 5, 20, 20.0),
+            ("single-100rps-100users", single, 100, 20, 1.0),
             ("batch64-saturation", batch, 4, 25, 0.0),
-            ("batch64-4rps", batch, 8, 40, 0.5),
+            ("batch64-4rps", batch, 4, 40, 1.0),
         ]
         for label, payloads, users, seconds, rate in plan:
             results["runs"].append(
                 run_locust(server.base_url, payloads, users, max(8, seconds * scale), rate, label)
             )
+        results["cross_check"] = [
+            open_loop_latency(server.port, single, 10, 100.0, max(8, 20 * scale)),
+            open_loop_latency(server.port, single, 100, 100.0, max(8, 20 * scale)),
+        ]
         # With the default DISCOURSE_MAX_REQUESTS workers are recycled during the load; measure
         # the ones serving now.
         current = server.worker_pids()

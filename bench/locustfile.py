@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from pathlib import Path
 
 from locust import between, constant_throughput
 from locust.contrib.fasthttp import FastHttpUser
@@ -25,7 +26,7 @@ from locust.user import task
 
 _PAYLOADS: list[tuple[bytes, int]] = [
     (body.encode("utf-8"), int(expected))
-    for body, expected in json.loads(open(os.environ["BENCH_PAYLOADS"], encoding="utf-8").read())
+    for body, expected in json.loads(Path(os.environ["BENCH_PAYLOADS"]).read_text(encoding="utf-8"))
 ]
 _NEXT = itertools.cycle(range(len(_PAYLOADS)))
 _RATE = float(os.environ.get("BENCH_RATE_PER_USER", "0"))

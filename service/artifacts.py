@@ -224,8 +224,9 @@ def model_arrays(encoder: TextEncoder, model: StanceModel) -> dict[str, np.ndarr
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an ``.npz`` whose bytes depend only on the arrays.
 
-    ``numpy.savez`` stamps each member with the current time, which would
-    change the sha256 of every retrained (but identical) model.
+    Members are written in sorted order with a fixed timestamp and mode, so
+    a retrained but identical model has the same sha256 whatever the numpy
+    version or the order the arrays were built in.
     """
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(arrays):

@@ -135,12 +135,6 @@ def test_score_with_explain_gives_evidence_with_offsets_into_both_texts(
     assert "nato" in {t["term"] for t in evidence["shared_terms"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (reported): GET /v1/references/<id> returns the raw body as `text`, documented as "
-    "the cleaned body, while reference_passage is cut from the cleaned body; they differ where the "
-    "body has invisible characters",
-)
 def test_reference_passages_match_the_reference_text_even_with_invisible_characters(
     runtime: Runtime, tmp_path: Path
 ) -> None:

@@ -29,7 +29,6 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, Settings
-from service.domain.text import clean
 from service.http.app import create_app
 from service.runtime import load_runtime
 
@@ -68,28 +67,11 @@ def _prose_rule_broken(case: Any) -> str | None:
     return None
 
 
-def _hits_known_domain_bug(case: Any) -> bool:
-    """Whether ``case`` is a score request none of whose texts has a visible character.
-
-    Such a batch makes ``TextEncoder._tfidf`` raise (``sklearn.preprocessing.normalize``
-    of a matrix with no rows), a 500. The bug is in service/domain and is pinned by the
-    strict xfail ``test_hostile_http.py::test_batch_of_only_invisible_texts_is_scored``;
-    this tolerance goes when that test starts passing.
-    """
-    body = _body_as_received(case)
-    if case.method.upper() != "POST" or not isinstance(body, dict) or not isinstance(body.get("texts"), list):
-        return False
-    texts = [t.get("text") if isinstance(t, dict) else None for t in body["texts"]]
-    return all(isinstance(t, str) for t in texts) and not any(clean(t).strip() for t in texts)
-
-
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms_and_never_fails(case: Any) -> None:
     """No 5xx; status, media type, headers and body as documented; errors are problem+json."""
     response = case.call()
-    if response.status_code == 500 and _hits_known_domain_bug(case):
-        return
     assert response.status_code < 500, response.text[:500]
     if response.status_code >= 400:
         assert response.headers["content-type"][0].startswith("application/problem+json")

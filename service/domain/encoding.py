@@ -86,62 +86,79 @@ class EncodedTexts:
         return self.word.shape[0]
 
     def factor(self, name: str) -> _RightFactor:
-        """The :class:`_RightFactor` of the matrix attribute ``name`` (cached: encoded texts never change)."""
+        """The :class:`_RightFactor` of the matrix attribute ``name``, built once and kept.
+
+        Encoded texts are never modified, so the factor stays valid; a
+        concurrent first use at worst builds it twice.
+        """
         found = self._factors.get(name)
         if found is None:
             found = self._factors[name] = _RightFactor.of(getattr(self, name))
         return found
 
+    def warm_factors(self, *names: str) -> None:
+        """Build the factors of ``names`` now (for long-lived texts such as references)."""
+        for name in names:
+            self.factor(name)
 
-MAX_FACTOR_ROWS = 64
-"""Products with a right side of at most this many rows (a reference's claims, body or
-passages) go through a cached :class:`_RightFactor`; larger ones use scipy directly."""
+
+DENSE_FACTOR_ROWS = 64
+"""A right-hand side of at most this many rows (claims, a body) gets a dense factor; a
+larger one (a body's passages) a sparse one, so its memory stays proportional to its entries."""
 
 
 @dataclass(frozen=True)
 class _RightFactor:
     """The transpose of a sparse matrix ``B`` (K × D, D up to 2**20), compacted to its used columns.
 
-    ``columns`` are the sorted distinct columns of ``B`` and ``dense`` is
-    ``B[:, columns].T`` as a dense (m, K) array. With it, ``A @ B.T`` needs no
-    transpose of ``B`` over all D columns (which costs O(D) per product), only a
-    look-up of ``A``'s columns in ``columns``.
+    ``columns`` are the sorted distinct columns of ``B``; ``transposed`` is
+    ``B[:, columns].T`` (m × K), dense for small K, else CSR. With it,
+    ``A @ B.T`` needs no transpose of ``B`` over all D columns (which costs
+    O(D) per product), only a look-up of ``A``'s columns in ``columns``.
+    ``usable`` is False when ``B`` stores duplicate entries (encoded texts never
+    do); :func:`cross` then takes the plain product.
     """
 
     columns: np.ndarray
-    dense: np.ndarray
-    exact: bool  # False if B holds duplicate entries; then the plain product is used
+    transposed: np.ndarray | sp.csr_matrix
+    usable: bool
 
     @classmethod
     def of(cls, matrix: sp.spmatrix) -> _RightFactor:
         """Build the factor of ``matrix`` (any sparse format)."""
         canonical = sp.csr_matrix(matrix, copy=True)
         canonical.sum_duplicates()
-        exact = canonical.nnz == matrix.nnz and matrix.shape[0] <= MAX_FACTOR_ROWS
+        n_rows = canonical.shape[0]
         columns = np.unique(canonical.indices)
-        dense = np.zeros((len(columns), canonical.shape[0]))
-        rows = np.repeat(np.arange(canonical.shape[0]), np.diff(canonical.indptr))
-        dense[np.searchsorted(columns, canonical.indices), rows] = canonical.data
-        return cls(columns, dense, exact)
+        rows = np.repeat(np.arange(n_rows), np.diff(canonical.indptr))
+        compact_columns = np.searchsorted(columns, canonical.indices)
+        transposed: np.ndarray | sp.csr_matrix
+        if n_rows <= DENSE_FACTOR_ROWS:
+            transposed = np.zeros((len(columns), n_rows))
+            transposed[compact_columns, rows] = canonical.data
+        else:
+            transposed = sp.csr_matrix(
+                (canonical.data, (compact_columns, rows)), shape=(len(columns), n_rows)
+            )
+        return cls(columns, transposed, canonical.nnz == matrix.nnz)
 
 
 def cross(left: sp.csr_matrix, right: EncodedTexts, name: str) -> np.ndarray:
     """``(left @ getattr(right, name).T).toarray()``, bit for bit, without transposing the right side.
 
-    ``left`` is kept in its storage order and only its entries in columns the
-    right side uses are kept, so every output element is the same sequence of
-    floating-point products and additions that scipy's sparse product performs
-    (the dense product adds exact zeros for the other right rows, which changes
-    no sum of non-negative terms; every encoded matrix is non-negative).
+    ``left`` keeps its storage order and only its entries in columns the right
+    side uses, so every output element is the same sequence of floating-point
+    products and additions that scipy's sparse product performs. (A dense
+    factor adds exact zeros for the right rows without the column, which
+    changes no sum of non-negative terms; every encoded matrix is non-negative.)
     """
-    if len(right) > MAX_FACTOR_ROWS:
-        return (left @ getattr(right, name).T).toarray()
     factor = right.factor(name)
-    if not factor.exact:
+    if not factor.usable:
         return (left @ getattr(right, name).T).toarray()
     n_rows, n_columns = left.shape[0], len(factor.columns)
+    n_right = factor.transposed.shape[1]
     if n_columns == 0 or left.nnz == 0:
-        return np.zeros((n_rows, factor.dense.shape[1]))
+        return np.zeros((n_rows, n_right))
     position = np.searchsorted(factor.columns, left.indices)
     np.minimum(position, n_columns - 1, out=position)
     hit = factor.columns[position] == left.indices
@@ -149,7 +166,8 @@ def cross(left: sp.csr_matrix, right: EncodedTexts, name: str) -> np.ndarray:
     compact = sp.csr_matrix(
         (left.data[hit], position[hit], kept_before[left.indptr]), shape=(n_rows, n_columns)
     )
-    return np.asarray(compact @ factor.dense)
+    product = compact @ factor.transposed
+    return product.toarray() if sp.issparse(product) else np.asarray(product)
 
 
 class TextEncoder:
@@ -295,18 +313,13 @@ class TextEncoder:
         token_sentence = np.repeat(np.arange(n_sentences), per_sentence)
         known = ids != unknown
 
-        sentence_counts = sp.csr_matrix(
-            (np.ones(int(known.sum())), (token_sentence[known], ids[known])),
-            shape=(n_sentences, n_terms),
-        )
-        sentence_counts.sum_duplicates()
+        sentence_counts = _count_matrix(token_sentence[known], ids[known], n_sentences, n_terms)
         # Text-level counts: sum the sentence rows of each text.
-        owner_matrix = sp.csr_matrix(
-            (np.ones(n_sentences), (owner, np.arange(n_sentences))), shape=(n_texts, n_sentences)
-        )
+        owner_matrix = _owner_matrix(owner, n_texts)
         counts = (owner_matrix @ sentence_counts).tocsr()
         lead_rows = np.asarray(sentence_rank, dtype=np.int64) < cfg.lead_sentences
-        lead_counts = (owner_matrix[:, lead_rows] @ sentence_counts[lead_rows]).tocsr()
+        lead_owner = _owner_matrix(owner[lead_rows], n_texts)
+        lead_counts = (lead_owner @ _select_rows(sentence_counts, lead_rows)).tocsr()
 
         n_tokens = np.bincount(owner, weights=per_sentence, minlength=n_texts)
         n_known = np.bincount(token_sentence[known], minlength=n_sentences)
@@ -315,7 +328,7 @@ class TextEncoder:
         negated = self._negated_terms(ids, token_sentence, per_sentence, owner, n_texts)
         sentence_lexicon = np.asarray((sentence_counts @ self._lexicon_columns).todense())
         lexicon = owner_matrix @ sentence_lexicon
-        lead_lexicon = owner_matrix[:, lead_rows] @ sentence_lexicon[lead_rows]
+        lead_lexicon = lead_owner @ sentence_lexicon[lead_rows]
 
         return EncodedTexts(
             word=self._tfidf(counts),
@@ -348,10 +361,8 @@ class TextEncoder:
     # -- helpers -----------------------------------------------------------
 
     def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        weighted = counts.copy()
-        weighted.data = (1.0 + np.log(weighted.data)) * self._content_idf[weighted.indices]
-        weighted.eliminate_zeros()
-        return _normalize_rows(weighted)
+        weights = (1.0 + np.log(counts.data)) * self._content_idf[counts.indices]
+        return _normalize_rows(_nonzero_csr(weights, counts))
 
     def _char_tfidf(self, texts: Sequence[str]) -> sp.csr_matrix:
         counts = self._char_counts(texts)
@@ -367,20 +378,14 @@ class TextEncoder:
             return self._hasher.transform(texts).tocsr()
 
     def _presence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        present = counts.copy()
-        present.data = self.content_mask[present.indices]
-        present.eliminate_zeros()
-        return present
+        return _nonzero_csr(self.content_mask[counts.indices], counts)
 
     def _bm25(self, counts: sp.csr_matrix, n_tokens: np.ndarray) -> sp.csr_matrix:
         k1, b = self.config.bm25_k1, self.config.bm25_b
-        weights = counts.copy()
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
         norm = k1 * (1.0 - b + b * n_tokens[rows] / max(self.avg_tokens, 1.0))
-        tf = weights.data
-        weights.data = self._content_idf[weights.indices] * tf * (k1 + 1.0) / (tf + norm)
-        weights.eliminate_zeros()
-        return weights
+        tf = counts.data
+        return _nonzero_csr(self._content_idf[counts.indices] * tf * (k1 + 1.0) / (tf + norm), counts)
 
     def _negated_terms(
         self,
@@ -401,12 +406,8 @@ class TextEncoder:
         window_start = np.maximum(positions - self.config.negation_window, sentence_first)
         follows_negation = (negations_before[positions] - negations_before[window_start]) > 0
         keep = follows_negation & (ids != n_terms)
-        rows = owner[token_sentence[keep]]
-        matrix = sp.csr_matrix((np.ones(int(keep.sum())), (rows, ids[keep])), shape=(n_texts, n_terms))
-        matrix.sum_duplicates()
-        matrix.data = self.content_mask[matrix.indices]
-        matrix.eliminate_zeros()
-        return matrix
+        matrix = _count_matrix(owner[token_sentence[keep]], ids[keep], n_texts, n_terms)
+        return _nonzero_csr(self.content_mask[matrix.indices], matrix)
 
     def idf_of(self, term_indices: np.ndarray) -> np.ndarray:
         """Content-word IDF of the given vocabulary columns (0 for stop words)."""
@@ -423,6 +424,62 @@ def _is_clean(text: str) -> bool:
     printable once tabs and newlines are removed has nothing to replace.
     """
     return text.isprintable() or text.replace("\n", "").replace("\t", "").isprintable()
+
+
+# The helpers below build exactly the matrices scipy's COO conversion, row indexing and
+# eliminate_zeros build (same entries in the same storage order), without their per-call overhead,
+# which is most of the cost of encoding a single short text.
+
+
+def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
+    """How often each (row, column) pair occurs, as canonical CSR (sorted, summed; float64).
+
+    The matrix ``csr_matrix((ones, (rows, columns)))`` followed by ``sum_duplicates()`` gives.
+    """
+    keys, counts = np.unique(rows * n_columns + columns, return_counts=True)
+    indptr = np.zeros(n_rows + 1, dtype=np.int32)
+    np.cumsum(np.bincount(keys // n_columns, minlength=n_rows), out=indptr[1:])
+    return sp.csr_matrix(
+        (counts.astype(np.float64), (keys % n_columns).astype(np.int32), indptr), shape=(n_rows, n_columns)
+    )
+
+
+def _owner_matrix(owner: np.ndarray, n_texts: int) -> sp.csr_matrix:
+    """(n_texts, len(owner)) with a 1 at (owner[s], s): sums sentence rows into text rows.
+
+    ``owner`` is non-decreasing, so this is in canonical order.
+    """
+    n_sentences = len(owner)
+    indptr = np.zeros(n_texts + 1, dtype=np.int32)
+    np.cumsum(np.bincount(owner, minlength=n_texts), out=indptr[1:])
+    return sp.csr_matrix(
+        (np.ones(n_sentences), np.arange(n_sentences, dtype=np.int32), indptr), shape=(n_texts, n_sentences)
+    )
+
+
+def _select_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """``matrix[keep]`` for a boolean row mask, entries in the same order."""
+    row_nnz = np.diff(matrix.indptr)
+    entries = np.repeat(keep, row_nnz)
+    indptr = np.zeros(int(keep.sum()) + 1, dtype=matrix.indptr.dtype)
+    np.cumsum(row_nnz[keep], out=indptr[1:])
+    return sp.csr_matrix(
+        (matrix.data[entries], matrix.indices[entries], indptr), shape=(len(indptr) - 1, matrix.shape[1])
+    )
+
+
+def _nonzero_csr(data: np.ndarray, like: sp.csr_matrix) -> sp.csr_matrix:
+    """A new CSR matrix with ``like``'s structure and ``data``, exact zeros dropped.
+
+    What ``m = like.copy(); m.data = data; m.eliminate_zeros()`` gives.
+    """
+    keep = data != 0
+    if keep.all():
+        return sp.csr_matrix((data, like.indices.copy(), like.indptr.copy()), shape=like.shape)
+    kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    indptr = kept_before[like.indptr].astype(like.indptr.dtype)
+    return sp.csr_matrix((data[keep], like.indices[keep], indptr), shape=like.shape)
 
 
 def _normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -444,29 +501,21 @@ def _rotl(x: np.ndarray, r: int) -> np.ndarray:
     return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
 
 
-def _murmurhash3_32(data: np.ndarray) -> np.ndarray:
-    """MurmurHash3 (x86, 32-bit, seed 0) of each row of a (count, length) uint8 array, as int32.
+def _murmurhash3_32(words: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """MurmurHash3 (x86, 32-bit, seed 0) of the ``length``-byte strings at byte offsets ``starts``, as int32.
 
-    The hash scikit-learn's FeatureHasher applies to the UTF-8 bytes of each feature.
+    ``words[i]`` holds the four bytes at offset ``i`` as a little-endian uint32
+    (the buffer is padded, so every offset has one). This is the hash
+    scikit-learn's FeatureHasher applies to the UTF-8 bytes of each feature.
     """
-    count, length = data.shape
-    h = np.zeros(count, dtype=np.uint32)
-    words = data.astype(np.uint32)
+    h = np.zeros(len(starts), dtype=np.uint32)
     n_blocks = length // 4
     for b in range(n_blocks):
-        k = (
-            words[:, 4 * b]
-            | (words[:, 4 * b + 1] << 8)
-            | (words[:, 4 * b + 2] << 16)
-            | (words[:, 4 * b + 3] << 24)
-        )
-        k = _rotl(k * _C1, 15) * _C2
+        k = _rotl(words[starts + 4 * b] * _C1, 15) * _C2
         h = _rotl(h ^ k, 13) * np.uint32(5) + np.uint32(0xE6546B64)
     tail = length & 3
     if tail:
-        k = np.zeros(count, dtype=np.uint32)
-        for t in range(tail - 1, -1, -1):
-            k ^= words[:, 4 * n_blocks + t] << np.uint32(8 * t)
+        k = words[starts + 4 * n_blocks] & np.uint32((1 << (8 * tail)) - 1)
         h ^= _rotl(k * _C1, 15) * _C2
     h ^= np.uint32(length)
     h ^= h >> np.uint32(16)
@@ -491,18 +540,25 @@ def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_featur
     scikit-learn's. Raises ``UnicodeEncodeError`` for text with lone surrogates.
     """
     n_texts = len(texts)
-    padded = [" " + "  ".join(words) + " " if (words := t.lower().split()) else "" for t in texts]
+    padded = [" " + "  ".join(parts) + " " if (parts := t.lower().split()) else "" for t in texts]
     char_starts = np.zeros(n_texts + 1, dtype=np.int64)
     np.cumsum([len(p) for p in padded], out=char_starts[1:])
     joined = "".join(padded)
-    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
-    n_chars = len(joined)
-    if len(raw) == n_chars:  # ASCII: one byte per character
+    encoded = joined.encode("utf-8")
+    raw = np.frombuffer(encoded, dtype=np.uint8)
+    n_chars, n_bytes = len(joined), len(encoded)
+    ascii_only = n_bytes == n_chars
+    if ascii_only:  # one byte per character
         byte_of = np.arange(n_chars + 1, dtype=np.int64)
     else:
         byte_of = np.empty(n_chars + 1, dtype=np.int64)
         byte_of[:-1] = np.flatnonzero((raw & 0xC0) != 0x80)
-        byte_of[-1] = len(raw)
+        byte_of[-1] = n_bytes
+    # The four bytes at each offset as a little-endian uint32 (zero-padded at the end).
+    buffer = np.zeros(n_bytes + 3, dtype=np.uint32)
+    buffer[:n_bytes] = raw
+    words = buffer[:-3] | (buffer[1:-2] << 8) | (buffer[2:-1] << 16) | (buffer[3:] << 24)
+    words = np.concatenate([words, np.zeros(3, dtype=np.uint32)])  # offsets up to n_bytes + 2
     # Every character is inside one padded word " w "; its spaces come in pairs (start, end).
     is_space = raw[byte_of[:-1]] == 0x20
     spaces = np.flatnonzero(is_space)
@@ -512,35 +568,50 @@ def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_featur
     last_char = word_end[np.cumsum(starts_here) - 1]  # last character of each character's word
     positions = np.arange(n_chars, dtype=np.int64)
 
-    starts: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
+    # (n-gram start characters, their length in characters) per group.
+    groups: list[tuple[np.ndarray, np.ndarray | int]] = []
     for n in range(min_n, max_n + 1):
-        first = positions[positions + n - 1 <= last_char]
-        starts.append(first)
-        lengths.append(np.full(len(first), n, dtype=np.int64))
+        groups.append((positions[positions + n - 1 <= last_char], n))
     short = word_end - word_start + 1 < min_n  # padded words shorter than min_n count once, whole
     if short.any():
-        starts.append(word_start[short])
-        lengths.append((word_end - word_start + 1)[short])
-    start = np.concatenate(starts)
-    byte_start = byte_of[start]
-    byte_length = byte_of[start + np.concatenate(lengths)] - byte_start
+        groups.append((word_start[short], (word_end - word_start + 1)[short]))
 
-    hashes = np.empty(len(start), dtype=np.int32)
-    for length in np.unique(byte_length):
-        chosen = np.flatnonzero(byte_length == length)
-        data = raw[byte_start[chosen, None] + np.arange(length)]
-        hashes[chosen] = _murmurhash3_32(data)
-    wide = hashes.astype(np.int64)
-    index = np.abs(wide) % n_features
-    index[wide == -(2**31)] = (2**31 - 1 - (n_features - 1)) % n_features
+    key_parts: list[np.ndarray] = []
+    for first, n_chars_each in groups:
+        if len(first) == 0:
+            continue
+        byte_start = byte_of[first]
+        if ascii_only and isinstance(n_chars_each, int):
+            by_length = [(n_chars_each, np.arange(len(first)))]
+        else:
+            byte_length = byte_of[first + n_chars_each] - byte_start
+            by_length = [
+                (int(length), np.flatnonzero(byte_length == length))
+                for length in np.flatnonzero(np.bincount(byte_length))
+            ]
+        hashes = np.empty(len(first), dtype=np.int32)
+        for length, chosen in by_length:
+            hashes[chosen] = _murmurhash3_32(words, byte_start[chosen], length)
+        wide = hashes.astype(np.int64)
+        index = np.abs(wide) % n_features
+        index[wide == -(2**31)] = (2**31 - 1 - (n_features - 1)) % n_features
+        row = np.searchsorted(char_starts, first, side="right") - 1
+        key_parts.append(row * n_features + index)
 
-    row = np.searchsorted(char_starts, start, side="right") - 1
-    keys, counts = np.unique(row * n_features + index, return_counts=True)
-    key_row = keys // n_features
+    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, dtype=np.int64)
+    if n_texts * n_features < 2**31:
+        keys = keys.astype(np.int32)  # sorts faster
+    keys.sort()
+    first_of_run = np.empty(len(keys), dtype=bool)
+    if len(keys):
+        first_of_run[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=first_of_run[1:])
+    run_start = np.flatnonzero(first_of_run)
+    counts = np.diff(np.append(run_start, len(keys)))
+    unique_keys = keys[run_start].astype(np.int64)
     indptr = np.zeros(n_texts + 1, dtype=np.int32)
-    np.cumsum(np.bincount(key_row, minlength=n_texts), out=indptr[1:])
+    np.cumsum(np.bincount(unique_keys // n_features, minlength=n_texts), out=indptr[1:])
     return sp.csr_matrix(
-        (counts.astype(np.float64), (keys % n_features).astype(np.int32), indptr),
+        (counts.astype(np.float64), (unique_keys % n_features).astype(np.int32), indptr),
         shape=(n_texts, n_features),
     )

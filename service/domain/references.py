@@ -78,7 +78,9 @@ def prepare_reference(reference: Reference, encoder: TextEncoder) -> PreparedRef
         claims_origin=origin,
         body=body,
         claim_vectors=claim_vectors,
-        passages=tuple(body.sentences[0]),
+        # Spans come from the cleaned body (invisible characters blanked, same length); the
+        # passage text is cut from the body as written, so it equals the API's reference text.
+        passages=tuple(Span(s.start, s.end, reference.body[s.start : s.end]) for s in body.sentences[0]),
     )
 
 

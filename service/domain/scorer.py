@@ -91,6 +91,11 @@ class Scorer:
         self.stance_model = stance_model
         self.references = dict(references)
         self.default_reference = default_reference
+        # Build the references' product factors now: once, and before gunicorn forks its
+        # workers (preload_app), so that workers share them and no request pays for them.
+        for prepared in self.references.values():
+            prepared.body.warm_factors("word", "char", "sentence_word")  # similarity, evidence
+            prepared.claim_vectors.warm_factors("word", "char", "terms")  # pair features
 
     def reference(self, reference_id: str | None = None) -> PreparedReference:
         """The prepared reference with ``reference_id`` (the default one for ``None``)."""
@@ -135,43 +140,57 @@ class Scorer:
         claim_labels = claim_labels.reshape(n_texts, n_claims)
         evidence = find_evidence(self.encoder, encoded, reference) if explain else None
 
+        # Python lists for the per-text loop: indexing them is far cheaper than numpy scalars,
+        # and every value (floats, argmax) is the same as read from the arrays.
+        claim_similarity_l = claim_similarity.tolist()
+        claim_related_l = (1.0 - claim_probs[:, :, 3]).tolist()
+        claim_probs_l = claim_probs.tolist()
+        claim_labels_l = claim_labels.tolist()
+        claim_largest_l = np.argmax(claim_probs, axis=2).tolist()
+        overall_l = overall.tolist()
+        overall_labels_l = overall_labels.tolist()
+        overall_largest_l = np.argmax(overall, axis=1).tolist()
+        similarity_l = similarity.tolist()
+        related_l = related.tolist()
+        n_tokens_l = encoded.n_tokens.tolist()
+        n_known_l = encoded.n_known.tolist()
+
         results = []
         for i in range(n_texts):
             claims = tuple(
                 ClaimScore(
                     id=claim.id,
-                    similarity=_round(claim_similarity[i, k]),
-                    related=_round(1.0 - claim_probs[i, k, 3]),
-                    stance=_stance(claim_labels[i, k], claim_probs[i, k]),
+                    similarity=round(claim_similarity_l[i][k], 4),
+                    related=round(claim_related_l[i][k], 4),
+                    stance=_stance(claim_labels_l[i][k], claim_probs_l[i][k], claim_largest_l[i][k]),
                 )
                 for k, claim in enumerate(reference.claims)
             )
             results.append(
                 TextScore(
                     id=ids[i],
-                    similarity=_round(similarity[i]),
-                    related=_round(related[i]),
-                    stance=_stance(overall_labels[i], overall[i]),
+                    similarity=round(similarity_l[i], 4),
+                    related=round(related_l[i], 4),
+                    stance=_stance(overall_labels_l[i], overall_l[i], overall_largest_l[i]),
                     claims=claims,
-                    warnings=_warnings(int(encoded.n_tokens[i]), int(encoded.n_known[i])),
+                    warnings=_warnings(int(n_tokens_l[i]), int(n_known_l[i])),
                     evidence=evidence[i] if evidence is not None else None,
                 )
             )
         return results
 
 
-def _round(x: float) -> float:
-    return round(float(x), 4)
+def _stance(label_index: int, probabilities: list[float], largest: int) -> Stance:
+    """The label and the four probabilities rounded to 4 decimals, still summing to 1.
 
-
-def _stance(label_index: int, probabilities: np.ndarray) -> Stance:
+    ``largest`` is the index of the (first) largest probability, as ``np.argmax`` gives it.
+    """
     # Rounded scores are renormalised on the unrounded values; the largest
     # absorbs the rounding so that the four still sum to exactly 1.
-    rounded = [round(float(p), 4) for p in probabilities]
-    largest = int(np.argmax(probabilities))
+    rounded = [round(p, 4) for p in probabilities]
     rounded[largest] = round(1.0 - sum(r for j, r in enumerate(rounded) if j != largest), 4)
     return Stance(
-        label=STANCE_LABELS[int(label_index)],
+        label=STANCE_LABELS[label_index],
         scores=dict(zip(STANCE_LABELS, rounded, strict=True)),
     )
 

@@ -2,7 +2,8 @@
 
 webargs would answer most of these cases with a generic 400 or, for a wrong
 content type, a misleading 422 ("missing texts"); checking here gives each
-case its own precise problem: 415 for the media type or a compressed body,
+case its own precise problem: 415 for the media type or a compressed body
+(Content-Encoding, or a transfer coding other than chunked),
 413 over the size limit (with or without Content-Length), 400 for a body the
 server cannot read (a malformed chunked encoding) or bytes that are not UTF-8
 or not JSON (including duplicate keys, NaN/Infinity, out-of-range numbers and
@@ -39,6 +40,15 @@ def check_json_body() -> None:
         raise Problem(
             "unsupported-media-type",
             f"Content-Encoding {encoding!r} is not accepted; send the JSON body uncompressed.",
+        )
+    # gunicorn frames "gzip, chunked" (or deflate, compress) by its chunks but does not decode the
+    # gzip layer: the app would read compressed bytes as if they were the body.
+    transfer = request.headers.get("Transfer-Encoding", "")
+    codings = {c.strip().lower() for c in transfer.split(",")} - {"", "chunked", "identity"}
+    if codings:
+        raise Problem(
+            "unsupported-media-type",
+            f"Transfer-Encoding {transfer.strip()!r} is not accepted; send the JSON body uncompressed.",
         )
     mimetype = request.mimetype
     if mimetype != "application/json" and not (

@@ -1,0 +1,54 @@
+"""In-process speed of the code before the speed work (``BASELINE_REV``) and now, A/B alternated.
+
+The baseline runs the optimised modules as they were at ``BASELINE_REV`` over
+the current tree (see :func:`common.baseline_tree`), each side in its own
+process, alternating, several times; the medians are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BASELINE_REV, BENCH_DIR, OPTIMISED_FILES, REPO, baseline_tree, median
+
+
+def _rates(pythonpath: Path, quick: bool) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(pythonpath))
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "inprocess.py"),
+        "service-only",
+        *(["--quick"] if quick else []),
+    ]
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, cwd=BENCH_DIR).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run(rev: str = BASELINE_REV, alternations: int = 2, quick: bool = False) -> dict[str, Any]:
+    """Median texts/s per configuration, before and after; raises if the baseline cannot run."""
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
+        base = baseline_tree(rev, OPTIMISED_FILES, Path(tmp) / "tree")
+        before: dict[str, list[float]] = {}
+        after: dict[str, list[float]] = {}
+        for _ in range(alternations):
+            for tree, into in ((base, before), (REPO, after)):
+                for key, value in _rates(tree, quick).items():
+                    into.setdefault(key, []).append(value)
+    rows = []
+    for key in after:
+        b, a = median(before[key]), median(after[key])
+        rows.append({"config": key, "before": b, "after": a, "speedup": a / b})
+        print(f"  {key:32}: {b:8.1f} -> {a:8.1f} texts/s ({a / b:.2f}x)")
+    return {"rev": rev, "rows": rows}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
