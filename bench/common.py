@@ -284,7 +284,12 @@ def run_server(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -
                 raise RuntimeError(f"server not ready after {ready_timeout} s; see {log_path}")
             time.sleep(0.005)
         ready_after = time.monotonic() - started
-        yield Server(process, port, log_path, started, ready_after)
+        server = Server(process, port, log_path, started, ready_after)
+        # The first /readyz answer may come before every worker is forked; wait for all of them.
+        expected = int(full_env.get("WEB_CONCURRENCY", "1"))
+        while len(server.worker_pids()) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield server
     finally:
         session.close()
         if process.poll() is None:

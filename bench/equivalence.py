@@ -239,13 +239,18 @@ def compare(a: Path, b: Path) -> int:
     return 1 if problems else 0
 
 
-def check(rev: str, files: tuple[str, ...], workdir: Path) -> int:
+def check(rev: str, files: tuple[str, ...], workdir: Path, substitutes: dict[str, Path] | None = None) -> int:
     """Dump with ``files`` as they were at git ``rev`` over the current tree, dump as now, compare.
 
     The baseline is a copy of the current ``service/`` package with only ``files``
     taken from ``rev``, so concurrent changes to other modules affect both sides alike.
+    ``substitutes`` maps further repository paths to files to use in the baseline
+    instead (e.g. a module that someone else changed too, with only the speed
+    work reverted).
     """
     base = baseline_tree(rev, files, workdir / "baseline-tree")
+    for path, replacement in (substitutes or {}).items():
+        (base / path).write_bytes(replacement.read_bytes())
     before, after = workdir / "before.json", workdir / "after.json"
     for tree, out in ((base, before), (REPO, after)):
         env = dict(os.environ, PYTHONPATH=str(tree))
@@ -269,11 +274,22 @@ def main() -> int:
     k.add_argument("--rev", default=BASELINE_REV)
     k.add_argument("--files", nargs="+", default=list(OPTIMISED_FILES))
     k.add_argument("--workdir", type=Path, default=None)
+    k.add_argument(
+        "--baseline-file",
+        action="append",
+        default=[],
+        metavar="PATH=FILE",
+        help="use FILE as the baseline's PATH (e.g. service/domain/scorer.py=/tmp/old_scorer.py)",
+    )
     args = parser.parse_args()
     if args.command == "check":
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="equivalence-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        return check(args.rev, tuple(args.files), workdir)
+        substitutes = {}
+        for item in args.baseline_file:
+            path, _, file = item.partition("=")
+            substitutes[path] = Path(file)
+        return check(args.rev, tuple(args.files), workdir, substitutes)
     if args.command == "dump":
         dump(args.out)
         return 0

@@ -6,6 +6,7 @@ Usage (from the repository root, in the service's venv with the ``bench`` extra)
     python bench/run_all.py                # about 8 minutes on 2 cores
     python bench/run_all.py --only http    # re-run one section, keep the others' last results
     python bench/run_all.py --quick        # shortened runs, to try the suite out
+    python bench/run_all.py --render-only  # re-write the report from the last results
 
 Sections: ``profile``, ``inprocess`` (service vs MiniLM peer, A/B), ``http``
 (gunicorn + locust), ``growth`` (length, batch size, references), ``baseline``
@@ -25,6 +26,7 @@ import datetime  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -90,7 +92,21 @@ def _git_describe() -> str:
 
 
 def run_section(name: str, quick: bool) -> dict[str, Any]:
-    """Run one section and return its results."""
+    """Run one section in a fresh process and return its results.
+
+    A fresh process per section keeps sections from warming each other up: the
+    heap state one leaves behind (glibc's trim and mmap thresholds) can change
+    the next one's in-process timings by a third.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-section-") as tmp:
+        out = Path(tmp) / "section.json"
+        command = [sys.executable, __file__, "--section-worker", name, "--section-out", str(out)]
+        subprocess.run(command + (["--quick"] if quick else []), check=True, cwd=REPO)
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def run_section_here(name: str, quick: bool) -> dict[str, Any]:
+    """Run one section in this process and return its results."""
     if name == "profile":
         import profile_scoring
 
@@ -122,8 +138,15 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     parser.add_argument("--quick", action="store_true", help="shortened runs (not for the report)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--render-only", action="store_true", help="re-write the report from the results")
+    parser.add_argument("--section-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--section-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.section_worker:
+        data = run_section_here(args.section_worker, args.quick)
+        args.section_out.write_text(json.dumps(data), encoding="utf-8")
+        return 0
+    wanted = [] if args.render_only else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")

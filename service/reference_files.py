@@ -21,8 +21,12 @@ _STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin"}
 MAX_CLAIMS = 20
 
 
-class ReferenceFileError(ValueError):
-    """A reference file is malformed; the message names the file and the problem."""
+class ReferenceFileError(RuntimeError):
+    """A reference file is malformed; the message names the file and the problem.
+
+    A RuntimeError, like :class:`service.artifacts.ArtifactError`, so that gunicorn
+    reports a failed start-up as one line instead of a traceback.
+    """
 
 
 def load_reference_file(path: Path) -> Reference:

@@ -181,7 +181,7 @@ def test_metrics_count_exactly_across_three_workers_and_worker_restarts(gunicorn
 
 
 def _big_batch() -> dict:
-    """A batch at the limits (256 texts, just under 2 MiB) that takes seconds to score with evidence."""
+    """A batch at the limits (256 texts, just under 2 MiB), scored with evidence."""
     words = "security architecture Eurasia treaty China Russia dialogue sanctions economy".split()
     text = " ".join(words[i % len(words)] for i in range(1100))[:7900]
     return {"texts": [{"id": str(i), "text": f"{i} {text}"} for i in range(256)], "explain": True}
@@ -198,9 +198,24 @@ def test_sigterm_drains_then_finishes_the_requests_in_flight(gunicorn, tmp_path:
     with gunicorn(workers=2, env={"DISCOURSE_DRAIN_SECONDS": "1", "TMPDIR": str(private_tmp)}) as server:
         assert len(list(private_tmp.glob("discourse-gunicorn-*"))) == 1
 
+        payload = json.dumps(body).encode()
+
+        def slow_upload(pieces: int = 25, pause: float = 0.1):
+            # The body arrives over ~2.5 s, so the request is still in flight when the 1 s
+            # drain ends and the workers are told to stop, however fast scoring is.
+            step = len(payload) // pieces + 1
+            for start in range(0, len(payload), step):
+                yield payload[start : start + step]
+                time.sleep(pause)
+
         def send() -> None:
             try:
-                outcome["response"] = requests.post(server.base_url + "/v1/score", json=body, timeout=60)
+                outcome["response"] = requests.post(
+                    server.base_url + "/v1/score",
+                    data=slow_upload(),
+                    headers={"Content-Type": "application/json"},
+                    timeout=60,
+                )
             except requests.RequestException as error:  # reported by the assertion below
                 outcome["error"] = error
 
@@ -231,7 +246,7 @@ def test_sigterm_drains_then_finishes_the_requests_in_flight(gunicorn, tmp_path:
         assert server.process.wait(timeout=30) == 0
         log = server.log()
 
-    # The batch was still being scored when the workers were told to stop: its request line comes
+    # The batch was still in flight when the workers were told to stop: its request line comes
     # after the master's "drain over" line (one file, appended to in the order of writing).
     lines = log.splitlines()
     drain_over = next(i for i, line in enumerate(lines) if "drain over" in line)

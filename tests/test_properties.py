@@ -155,14 +155,14 @@ def score_and_check(texts: Sequence[str], explain: bool, ids: Sequence[str] | No
 # -- properties -------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(texts=st.lists(hostile_text, min_size=1, max_size=4), explain=st.booleans())
 def test_any_unicode_text_scores_within_bounds(texts: list[str], explain: bool) -> None:
     """Any mix of hostile Unicode scores without an exception, every invariant holding."""
     score_and_check(texts, explain)
 
 
-@settings(max_examples=60, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(texts=st.lists(st.text(any_character, min_size=1, max_size=300), min_size=1, max_size=3))
 def test_arbitrary_code_points_score_with_evidence(texts: list[str]) -> None:
     """Uniformly drawn code points (surrogates included) score, with evidence, within bounds."""
@@ -264,7 +264,7 @@ def _post_raw(client: FlaskClient, body: dict) -> tuple[int, str, dict]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],  # the client keeps no state

@@ -170,3 +170,15 @@ def test_scorer_refuses_an_unknown_default(runtime: Runtime) -> None:
     scorer = runtime.scorer
     with pytest.raises(UnknownReferenceError):
         Scorer(scorer.encoder, scorer.stance_model, scorer.references, "missing")
+
+
+def test_a_text_without_words_is_unrelated_by_rule(scorer: Scorer) -> None:
+    """Without a word the model has nothing to judge: unrelated with certainty, for every claim."""
+    on_topic = "NATO expansion threatens Russia's security, the Kremlin says."
+    no_words, with_words = scorer.score(["... !!! ???", on_topic])
+    assert no_words.related == 0.0
+    assert no_words.stance.label == "unrelated"
+    assert no_words.stance.scores == {"agree": 0.0, "disagree": 0.0, "discuss": 0.0, "unrelated": 1.0}
+    assert {c.stance.label for c in no_words.claims} == {"unrelated"}
+    # The rule touches only the text without words.
+    assert with_words.related > 0.5

@@ -18,6 +18,7 @@ MIN_WORDS = 8
 MIN_KNOWN_FRACTION = 0.5
 """Below this share of words in the background vocabulary a text is flagged."""
 
+_UNRELATED = np.array([0.0, 0.0, 0.0, 1.0])
 _COS_WORD = FEATURE_NAMES.index("cos_word")
 _COS_CHAR = FEATURE_NAMES.index("cos_char")
 
@@ -134,6 +135,9 @@ class Scorer:
         )
         claim_probs = self.stance_model.predict_proba(features.reshape(-1, n_features))
         claim_probs = claim_probs.reshape(n_texts, n_claims, len(STANCE_LABELS))
+        # A text without a single word says nothing about any claim: the model's output on
+        # all-zero features would be a guess, so such texts are unrelated by rule (and warned).
+        claim_probs[encoded.n_tokens == 0] = _UNRELATED
         overall, related = combine_claim_stances(claim_probs, self.stance_model.related_threshold)
         overall_labels = self.stance_model.decide(overall)
         claim_labels = self.stance_model.decide(claim_probs.reshape(-1, len(STANCE_LABELS)))

@@ -17,7 +17,7 @@ import math
 import re
 
 import numpy as np
-from flask import request
+from flask import current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.http.problems import Problem
@@ -62,7 +62,19 @@ def check_json_body() -> None:
     if charset not in ("utf-8", "utf8"):
         raise Problem("unsupported-media-type", f"charset {charset!r} is not accepted; use UTF-8.")
     raw = read_body_within_limit()
-    parse_json_strictly(raw)
+    _refuse_oversized_batch(parse_json_strictly(raw))
+
+
+def _refuse_oversized_batch(document: object) -> None:
+    """Refuse too many texts before schema validation, whose cost grows with the list."""
+    texts = document.get("texts") if isinstance(document, dict) else None
+    limit = current_app.extensions["discourse"]["settings"].max_texts
+    if isinstance(texts, list) and len(texts) > limit:
+        raise Problem(
+            "validation-error",
+            f"Over the limits: texts ({len(texts)} given).",
+            errors=[{"field": "texts", "message": f"At most {limit} texts per request."}],
+        )
 
 
 def read_body_within_limit() -> bytes:
