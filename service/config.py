@@ -57,7 +57,7 @@ class Settings:
     worker_timeout: int = 30
     graceful_timeout: int = 20
     drain_seconds: float = 5.0
-    max_requests: int = 1000
+    max_requests: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

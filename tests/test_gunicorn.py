@@ -63,7 +63,7 @@ def test_config_defaults(tmp_path: Path) -> None:
     assert values["worker_class"] == "gthread"
     assert values["threads"] == 4
     assert (values["timeout"], values["graceful_timeout"]) == (30, 20)
-    assert (values["max_requests"], values["max_requests_jitter"]) == (1000, 100)
+    assert (values["max_requests"], values["max_requests_jitter"]) == (10_000, 1_000)
     assert values["preload_app"] is True
     assert values["accesslog"] is None
     env = values["env"]

@@ -12,9 +12,8 @@ from service.config import Settings
 from service.http import access, observability
 from service.http.api import ProblemApi
 from service.http.body import check_json_body
-from service.http.examples import SCORE_REQUEST_EXAMPLE
+from service.http.examples import document_examples
 from service.http.problems import Problem, problem_response, problem_type_for_status
-from service.http.schemas import ScoreResponseSchema
 from service.http.views import health, models, references, scoring
 from service.runtime import Runtime, load_runtime
 
@@ -66,7 +65,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     api = ProblemApi(app)
     for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
-    _document_score_example(api, runtime)
+    document_examples(api.spec, runtime)
     _register_docs_assets(app)
 
     @app.errorhandler(Problem)
@@ -113,26 +112,6 @@ def _spec_options(settings: Settings, runtime: Runtime) -> dict:
             "max_text_chars": settings.max_text_chars,
         },
     }
-
-
-def _document_score_example(api: ProblemApi, runtime: Runtime) -> None:
-    """Attach the real response to the worked example request of ``POST /v1/score``."""
-    request_body = SCORE_REQUEST_EXAMPLE
-    results = runtime.scorer.score(
-        [t["text"] for t in request_body["texts"]],
-        ids=[t["id"] for t in request_body["texts"]],
-        explain=request_body["explain"],
-    )
-    reference = runtime.scorer.reference()
-    example = ScoreResponseSchema().dump(
-        {
-            "reference": {"id": reference.id, "title": reference.reference.title},
-            "model": {"id": runtime.model.model_id, "version": runtime.model.version},
-            "results": results,
-        }
-    )
-    operation = api.spec._paths["/v1/score"]["post"]  # apispec keeps no public setter
-    operation["responses"]["200"]["content"]["application/json"]["example"] = example
 
 
 def _register_docs_assets(app: Flask) -> None:

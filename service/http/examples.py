@@ -1,9 +1,19 @@
-"""The worked example of the OpenAPI document.
+"""Worked examples of the OpenAPI document, one per endpoint.
 
-Only the request is written here: the example response is computed from it
-by the loaded model when the app is built, so the documentation never shows
-figures the service would not give.
+Only the score request is written here: every example response is computed
+from the loaded model and references when the app is built, by the same
+functions the views use, so the documentation never shows figures the
+service would not give.
 """
+
+from __future__ import annotations
+
+from apispec import APISpec
+
+from service.http.schemas import ScoreResponseSchema
+from service.http.views.health import readiness
+from service.http.views.references import describe
+from service.runtime import Runtime
 
 SCORE_REQUEST_EXAMPLE = {
     "texts": [
@@ -15,3 +25,32 @@ SCORE_REQUEST_EXAMPLE = {
     ],
     "explain": True,
 }
+
+
+def document_examples(spec: APISpec, runtime: Runtime) -> None:
+    """Attach a real example response to the 200 answer of every endpoint."""
+    scorer = runtime.scorer
+    reference = scorer.reference()
+    results = scorer.score(
+        [t["text"] for t in SCORE_REQUEST_EXAMPLE["texts"]],
+        ids=[t["id"] for t in SCORE_REQUEST_EXAMPLE["texts"]],
+        explain=SCORE_REQUEST_EXAMPLE["explain"],
+    )
+    described = describe(reference, scorer.default_reference)
+    examples = {
+        ("/v1/score", "post"): ScoreResponseSchema().dump(
+            {
+                "reference": {"id": reference.id, "title": reference.reference.title},
+                "model": {"id": runtime.model.model_id, "version": runtime.model.version},
+                "results": results,
+            }
+        ),
+        ("/v1/references", "get"): {"references": [described]},
+        ("/v1/references/{reference_id}", "get"): {**described, "text": reference.reference.body},
+        ("/v1/models", "get"): {"models": [runtime.model.card]},
+        ("/livez", "get"): {"status": "ok"},
+        ("/readyz", "get"): readiness(runtime),
+    }
+    paths = spec._paths  # apispec has no public setter for a registered operation
+    for (path, method), example in examples.items():
+        paths[path][method]["responses"]["200"]["content"]["application/json"]["example"] = example

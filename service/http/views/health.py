@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
 from service.http.schemas import HealthSchema, ProblemSchema
 from service.http.views.context import current_runtime, current_settings
+from service.runtime import Runtime
 
 blp = Blueprint(
     "health", __name__, description="Liveness and readiness probes (never rate-limited or keyed)."
@@ -35,7 +36,11 @@ def readyz():
     settings = current_settings()
     if settings.draining_flag is not None and settings.draining_flag.exists():
         raise Problem("not-ready", "The service is shutting down; send new requests elsewhere.")
-    runtime = current_runtime()
+    return readiness(current_runtime())
+
+
+def readiness(runtime: Runtime) -> dict:
+    """The body of a ready ``/readyz`` answer."""
     return {
         "status": "ready",
         "checks": {

@@ -36,6 +36,18 @@ def describe(prepared: PreparedReference, default_id: str) -> dict:
 
 @blp.route("/references", methods=["GET"])
 @blp.response(200, ReferenceListSchema)
+@blp.alt_response(
+    401,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="API keys are configured and none valid was sent.",
+)
+@blp.alt_response(
+    429,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Rate limit exceeded; see Retry-After.",
+)
 def list_references():
     """List the reference documents
 
@@ -47,6 +59,18 @@ def list_references():
 
 @blp.route("/references/<string:reference_id>", methods=["GET"])
 @blp.response(200, ReferenceDetailSchema)
+@blp.alt_response(
+    401,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="API keys are configured and none valid was sent.",
+)
+@blp.alt_response(
+    429,
+    schema=ProblemSchema,
+    content_type=PROBLEM_MEDIA_TYPE,
+    description="Rate limit exceeded; see Retry-After.",
+)
 @blp.alt_response(
     404, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, description="Unknown reference id."
 )
