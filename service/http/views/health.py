@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
-from service.http.schemas import HealthSchema, ProblemSchema
+from service.http.problems import Problem
+from service.http.schemas import HealthSchema
 from service.http.views.context import current_runtime, current_settings
+from service.http.views.documentation import documents_problem
 from service.runtime import Runtime
 
 blp = Blueprint(
@@ -23,9 +24,7 @@ def livez():
 
 @blp.route("/readyz", methods=["GET"])
 @blp.response(200, HealthSchema)
-@blp.alt_response(
-    503, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, description="Draining after SIGTERM."
-)
+@documents_problem(blp, 503, "Draining after SIGTERM.")
 def readyz():
     """Readiness: model and references loaded and verified, not draining
 

@@ -6,9 +6,10 @@ from flask_smorest import Blueprint
 
 from service.domain.references import PreparedReference
 from service.domain.scorer import UnknownReferenceError
-from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
-from service.http.schemas import ProblemSchema, ReferenceDetailSchema, ReferenceListSchema
+from service.http.problems import Problem
+from service.http.schemas import ReferenceDetailSchema, ReferenceListSchema
 from service.http.views.context import current_runtime
+from service.http.views.documentation import documents_access_problems, documents_problem
 
 blp = Blueprint("references", __name__, url_prefix="/v1", description="Reference documents and their claims.")
 
@@ -36,18 +37,7 @@ def describe(prepared: PreparedReference, default_id: str) -> dict:
 
 @blp.route("/references", methods=["GET"])
 @blp.response(200, ReferenceListSchema)
-@blp.alt_response(
-    401,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="API keys are configured and none valid was sent.",
-)
-@blp.alt_response(
-    429,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Rate limit exceeded; see Retry-After.",
-)
+@documents_access_problems(blp)
 def list_references():
     """List the reference documents
 
@@ -59,21 +49,8 @@ def list_references():
 
 @blp.route("/references/<string:reference_id>", methods=["GET"])
 @blp.response(200, ReferenceDetailSchema)
-@blp.alt_response(
-    401,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="API keys are configured and none valid was sent.",
-)
-@blp.alt_response(
-    429,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Rate limit exceeded; see Retry-After.",
-)
-@blp.alt_response(
-    404, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, description="Unknown reference id."
-)
+@documents_access_problems(blp)
+@documents_problem(blp, 404, "Unknown reference id.")
 def get_reference(reference_id: str):
     """Get one reference document with its text
 

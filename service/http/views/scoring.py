@@ -7,9 +7,10 @@ from flask_smorest import Blueprint
 
 from service.domain.scorer import UnknownReferenceError
 from service.http.examples import SCORE_REQUEST_EXAMPLE
-from service.http.problems import PROBLEM_MEDIA_TYPE, Problem
-from service.http.schemas import ProblemSchema, ScoreRequestSchema, ScoreResponseSchema
+from service.http.problems import Problem
+from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
 from service.http.views.context import current_runtime, current_settings
+from service.http.views.documentation import documents_access_problems, documents_problem
 
 blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts against a reference.")
 
@@ -17,55 +18,18 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
 @blp.route("/score", methods=["POST"])
 @blp.arguments(ScoreRequestSchema, example=SCORE_REQUEST_EXAMPLE)
 @blp.response(200, ScoreResponseSchema)
-@blp.alt_response(
-    400,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Body is not UTF-8 JSON (malformed-request).",
-)
-@blp.alt_response(
-    401,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="API keys are configured and none valid was sent.",
-)
-@blp.alt_response(
-    404,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Unknown reference id (unknown-reference).",
-)
-@blp.alt_response(
-    413,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Body over the size limit (payload-too-large).",
-)
-@blp.alt_response(
-    415,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Not application/json, or compressed.",
-)
-@blp.alt_response(
+@documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
+@documents_access_problems(blp)
+@documents_problem(blp, 404, "Unknown reference id (unknown-reference).")
+@documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
+@documents_problem(blp, 415, "Not application/json, or compressed.")
+@documents_problem(
+    blp,
     422,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Schema violation: missing or extra fields, wrong types, empty list, blank text, "
+    "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
     "too many texts, text too long, duplicate ids (validation-error; `errors` names each field).",
 )
-@blp.alt_response(
-    429,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Rate limit exceeded; see Retry-After.",
-)
-@blp.alt_response(
-    503,
-    schema=ProblemSchema,
-    content_type=PROBLEM_MEDIA_TYPE,
-    description="Not ready (starting or draining).",
-)
+@documents_problem(blp, 503, "Not ready (starting or draining).")
 def score(payload: dict):
     """Score texts against a reference
 
