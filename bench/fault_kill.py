@@ -51,6 +51,7 @@ from load_soak import (
     Server,
     Workload,
     check_responses,
+    closed_loop,
     start_server,
     summarize,
     wait_for_workers,
@@ -173,24 +174,6 @@ def casualties_explained(errors: list[Outcome], kills: list[Kill], grace: float 
     return unexplained
 
 
-def overload(server: Server, workload: Workload, clients: int, seconds: float, origin: float) -> Recorder:
-    """``clients`` clients sending back to back for ``seconds`` (no pause)."""
-    recorder = Recorder()
-    deadline = time.monotonic() + seconds
-
-    def client() -> None:
-        with requests.Session() as session:
-            while time.monotonic() < deadline:
-                recorder.send(session, server.base_url + "/v1/score", workload.next(), origin)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return recorder
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the fault scenario; print (and optionally write) the summary; 0 if every check passed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -235,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_workers(server, args.workers)
 
         print(f"overload: {overload_clients} clients for {args.overload_seconds:.0f} s", flush=True)
-        heavy = overload(server, workload, overload_clients, args.overload_seconds, origin)
+        heavy = closed_loop(server, workload, overload_clients, args.overload_seconds, origin)
         after = time.monotonic()
         recovered = None
         while time.monotonic() - after < args.recovery_limit:

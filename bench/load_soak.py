@@ -339,11 +339,16 @@ def check_responses(recorder: Recorder) -> None:
 # -- load patterns ------------------------------------------------------------------------
 
 
-def closed_loop(server: Server, workload: Workload, clients: int, seconds: float) -> Recorder:
-    """``clients`` clients each sending the next request as soon as the last is answered."""
+def closed_loop(
+    server: Server, workload: Workload, clients: int, seconds: float, origin: float | None = None
+) -> Recorder:
+    """``clients`` clients each sending the next request as soon as the last is answered.
+
+    Times are recorded relative to ``origin`` (default: now).
+    """
     recorder = Recorder()
-    origin = time.monotonic()
-    deadline = origin + seconds
+    origin = time.monotonic() if origin is None else origin
+    deadline = time.monotonic() + seconds
 
     def client() -> None:
         with requests.Session() as session:
