@@ -85,6 +85,28 @@ class EncodedTexts:
     def __len__(self) -> int:
         return self.word.shape[0]
 
+    def take(self, rows: Sequence[int]) -> EncodedTexts:
+        """The encoded texts at ``rows`` (sorted, distinct), as if only they had been encoded."""
+        sentence_mask = np.isin(self.sentence_owner, rows)
+        remap = np.full(len(self), -1)
+        remap[rows] = np.arange(len(rows))
+        return EncodedTexts(
+            word=self.word[rows],
+            char=self.char[rows],
+            lead=self.lead[rows],
+            terms=self.terms[rows],
+            bm25=self.bm25[rows],
+            negated=self.negated[rows],
+            lexicon=self.lexicon[rows],
+            lead_lexicon=self.lead_lexicon[rows],
+            n_tokens=self.n_tokens[rows],
+            n_known=self.n_known[rows],
+            sentences=[self.sentences[i] for i in rows],
+            sentence_word=self.sentence_word[sentence_mask],
+            sentence_lexicon=self.sentence_lexicon[sentence_mask],
+            sentence_owner=remap[self.sentence_owner[sentence_mask]],
+        )
+
     def factor(self, name: str) -> _RightFactor:
         """The :class:`_RightFactor` of the matrix attribute ``name``, built once and kept.
 

@@ -13,7 +13,7 @@ from service.http import access, observability
 from service.http.api import ProblemApi
 from service.http.body import check_json_body
 from service.http.examples import document_examples
-from service.http.problems import Problem, problem_response, problem_type_for_status
+from service.http.problems import Problem, problem_response
 from service.http.views import health, models, references, scoring
 from service.runtime import Runtime, load_runtime
 
@@ -122,6 +122,3 @@ def _register_docs_assets(app: Flask) -> None:
     @app.get("/docs/assets/<path:filename>")
     def docs_assets(filename: str):
         return send_from_directory(swagger_ui_path, filename, max_age=86400)
-
-
-__all__ = ["create_app", "problem_type_for_status"]

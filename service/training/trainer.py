@@ -123,7 +123,7 @@ def pair_feature_matrix(
         rows = [r for i in range(start, start + len(chunk_ids)) for r in rows_of_body.get(i, [])]
         needed = sorted({headline_index[pairs.headlines[r]] for r in rows})
         position = {h: j for j, h in enumerate(needed)}
-        subset = _select_rows(encoded_headlines, needed)
+        subset = encoded_headlines.take(needed)
         features = compute_pair_features(encoder, encoded_bodies, subset)
         for r in rows:
             result[r] = features[
@@ -133,31 +133,6 @@ def pair_feature_matrix(
         if progress and (done == len(body_ids) or (start // chunk) % 8 == 7):
             progress(f"pair features: {done}/{len(body_ids)} bodies")
     return result
-
-
-def _select_rows(encoded, rows: list[int]):
-    """The encoded texts at ``rows`` (used to pass only the headlines a chunk needs)."""
-    from service.domain.encoding import EncodedTexts  # local: keeps the public surface small
-
-    sentence_mask = np.isin(encoded.sentence_owner, rows)
-    remap = np.full(len(encoded), -1)
-    remap[rows] = np.arange(len(rows))
-    return EncodedTexts(
-        word=encoded.word[rows],
-        char=encoded.char[rows],
-        lead=encoded.lead[rows],
-        terms=encoded.terms[rows],
-        bm25=encoded.bm25[rows],
-        negated=encoded.negated[rows],
-        lexicon=encoded.lexicon[rows],
-        lead_lexicon=encoded.lead_lexicon[rows],
-        n_tokens=encoded.n_tokens[rows],
-        n_known=encoded.n_known[rows],
-        sentences=[encoded.sentences[i] for i in rows],
-        sentence_word=encoded.sentence_word[sentence_mask],
-        sentence_lexicon=encoded.sentence_lexicon[sentence_mask],
-        sentence_owner=remap[encoded.sentence_owner[sentence_mask]],
-    )
 
 
 def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
