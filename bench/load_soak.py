@@ -26,9 +26,7 @@ import argparse
 import json
 import os
 import random
-import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,10 @@ import requests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
+
+sys.path.insert(0, str(PROJECT_ROOT / "bench"))
+
+from common import free_port, procfile_command  # noqa: E402 (the bench suite's shared helpers)
 
 from service.config import DEFAULT_SEEDS_DIR  # noqa: E402 (after the path set-up)
 from service.http.schemas import ProblemSchema, ScoreResponseSchema  # noqa: E402
@@ -86,23 +88,6 @@ class Server:
     def log(self) -> str:
         """Everything the server wrote so far."""
         return self.log_path.read_text(errors="replace")
-
-
-def procfile_command() -> list[str]:
-    """The Procfile's ``web:`` command, with ``gunicorn`` taken from this interpreter's environment."""
-    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            command = shlex.split(line[len("web:") :].strip())
-            command[0] = str(Path(sys.executable).with_name(command[0]))
-            return command
-    raise SystemExit("Procfile has no web: line")
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_workers(server: Server, count: int, timeout: float = 15.0) -> None:
