@@ -198,7 +198,8 @@ def dump(out: Path) -> None:
                 except Exception as error:
                     digests.append([reference_id, batch, lo, {"error": repr(error)}])
                     continue
-                features = compute_pair_features(encoder, enc, reference.claim_vectors)
+                wording = scorer.stance_model.wording_scores(enc.word)
+                features = compute_pair_features(encoder, enc, reference.claim_vectors, wording)
                 sim = encoder.similarity(enc, reference.body)
                 probs = scorer.stance_model.predict_proba(features.reshape(-1, features.shape[-1]))
                 digests.append([reference_id, batch, lo, _encoded_digest(enc), _digest(features, sim, probs)])

@@ -27,9 +27,9 @@ import sklearn
 
 from service.domain.encoding import EncoderConfig, TextEncoder
 from service.domain.pair_features import FEATURE_NAMES
-from service.domain.stance import DenseNetwork, StanceModel, TreeEnsemble
+from service.domain.stance import DenseNetwork, StanceModel, TreeEnsemble, WordingModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the file layout; bumped when this module reads files differently."""
 
 ENCODER_FILE = "encoder.json"
@@ -112,10 +112,16 @@ def load_model(directory: Path) -> LoadedModel:
             arrays["char_idf"],
             encoder_data["avg_tokens"],
         )
+        wording = WordingModel(arrays["wording.weights"], arrays["wording.intercept"])
+        if wording.n_terms != encoder.n_terms:
+            raise ValueError(
+                f"the wording model has {wording.n_terms} terms, the vocabulary {encoder.n_terms}"
+            )
         stance = StanceModel(
             relatedness=_network(arrays, "relatedness"),
             stance=_classifier(arrays, "stance", card["training"]["stance_kind"]),
             related_threshold=float(card["training"]["related_threshold"]),
+            wording=wording,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ArtifactError(f"{directory}: inconsistent artifact: {error}") from None
@@ -205,6 +211,10 @@ def model_arrays(encoder: TextEncoder, model: StanceModel) -> dict[str, np.ndarr
         "word_idf": encoder.word_idf.astype(np.float64),
         "char_idf": encoder.char_idf.astype(np.float64),
     }
+    if model.wording is None:
+        raise ValueError("a stance model without a wording model cannot be stored")
+    arrays["wording.weights"] = model.wording.weights.astype(np.float64)
+    arrays["wording.intercept"] = model.wording.intercept.astype(np.float64)
     for prefix, part in (("relatedness", model.relatedness), ("stance", model.stance)):
         arrays[f"{prefix}.feature_indices"] = np.asarray(part.feature_indices, dtype=np.int64)
         if isinstance(part, TreeEnsemble):

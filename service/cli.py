@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
     train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
     train.add_argument("--model-id", default="fnc1-stance")
-    train.add_argument("--version", default="1.0.0")
+    train.add_argument("--version", default="2.0.0")
 
     for name, help_text in (
         ("evaluate", "report FNC score, macro-F1 and the confusion matrix on labelled pairs"),

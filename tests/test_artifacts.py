@@ -152,15 +152,37 @@ def test_object_arrays_are_refused_and_never_unpickled(model_copy: Path, tmp_pat
     assert not marker.exists()
 
 
-def test_inconsistent_arrays_are_refused_naming_the_directory(model_copy: Path) -> None:
+ARRAY_EDITS: dict[str, tuple[Callable[[dict], None], str]] = {
+    # name: (edit of the arrays, text the message must contain)
+    "short relatedness mean": (
+        lambda a: a.update({"relatedness.mean": a["relatedness.mean"][:-1]}),
+        "one entry per feature",
+    ),
+    "wording model for another vocabulary": (
+        lambda a: a.update({"wording.weights": a["wording.weights"][:-1]}),
+        "terms, the vocabulary",
+    ),
+    "no wording model": (lambda a: a.pop("wording.weights"), "wording.weights"),
+    "wording model with NaN": (
+        lambda a: a.update({"wording.intercept": np.array([0.0, np.nan, 0.0])}),
+        "finite",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", list(ARRAY_EDITS), ids=list(ARRAY_EDITS))
+def test_inconsistent_arrays_are_refused_naming_the_directory(model_copy: Path, edit: str) -> None:
+    change, text = ARRAY_EDITS[edit]
     arrays_path = model_copy / ARRAYS_FILE
     with np.load(arrays_path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
-    arrays["relatedness.mean"] = arrays["relatedness.mean"][:-1]
+    change(arrays)
     write_arrays(arrays_path, arrays)
+    # Record the new hash, so that only the consistency check can catch it.
     edit_card(model_copy, lambda c: c["files"].update({ARRAYS_FILE: sha256_of(arrays_path)}))
-    with pytest.raises(ArtifactError, match=rf"{model_copy}: inconsistent artifact"):
+    with pytest.raises(ArtifactError, match=rf"{model_copy}: inconsistent artifact") as error:
         load_model(model_copy)
+    assert text in str(error.value)
 
 
 def test_write_arrays_is_byte_deterministic_and_round_trips(

@@ -23,8 +23,14 @@ def encoder() -> TextEncoder:
     return TextEncoder.fit(CORPUS, tiny_encoder_config())
 
 
-def features_of(encoder: TextEncoder, texts: list[str], claims: tuple[str, ...] = CLAIMS) -> np.ndarray:
-    return compute_pair_features(encoder, encoder.encode(texts), encoder.encode(list(claims)))
+def features_of(
+    encoder: TextEncoder,
+    texts: list[str],
+    claims: tuple[str, ...] = CLAIMS,
+    wording: np.ndarray | None = None,
+) -> np.ndarray:
+    wording = np.zeros((len(texts), 3)) if wording is None else wording
+    return compute_pair_features(encoder, encoder.encode(texts), encoder.encode(list(claims)), wording)
 
 
 def col(name: str) -> int:
@@ -107,3 +113,36 @@ def test_features_of_a_pair_do_not_depend_on_the_rest_of_the_batch(encoder: Text
     alone = features_of(encoder, [CORPUS[4]], claims=(CLAIMS[2],))
     batched = features_of(encoder, [CORPUS[0], CORPUS[4], ""])
     np.testing.assert_allclose(alone[0, 0], batched[1, 2])
+
+
+def test_wording_scores_are_copied_to_every_claim_of_their_text(encoder: TextEncoder) -> None:
+    wording = np.array([[1.5, -2.0, 0.25], [0.0, 3.0, -1.0]])
+    features = features_of(encoder, [CORPUS[0], CORPUS[1]], wording=wording)
+    columns = [col(f"wording_{label}") for label in ("agree", "disagree", "discuss")]
+    for k in range(len(CLAIMS)):
+        np.testing.assert_array_equal(features[:, k, columns], wording)
+
+
+def test_wording_scores_of_the_wrong_shape_are_refused(encoder: TextEncoder) -> None:
+    with pytest.raises(ValueError, match=r"wording_scores must have shape \(2, 3\)"):
+        features_of(encoder, [CORPUS[0], CORPUS[1]], wording=np.zeros((1, 3)))
+
+
+def test_contrast_columns_say_how_the_text_and_the_claim_use_the_lexicons(encoder: TextEncoder) -> None:
+    claim = ("A meteorite left a crater in Managua.",)
+    denial = "The meteorite crater in Managua is a hoax, officials denied it and called it fake."
+    plain = "The meteorite left a crater in Managua, officials said."
+    features = features_of(encoder, [denial, plain], claims=claim)
+    refuting_near = features[:, 0, col("refuting_near_claim")]
+    # The claim has no refuting word, so the difference is the text's own count.
+    np.testing.assert_allclose(features[:, 0, col("refuting_near_minus_in_claim")], refuting_near)
+    assert features[0, 0, col("refuting_near_minus_in_claim")] > 0
+    assert features[1, 0, col("refuting_near_minus_in_claim")] == 0
+    assert features[0, 0, col("refuting_lead_minus_in_claim")] == 3  # hoax, denied, fake
+    assert features[0, 0, col("refuting_presence_differs")] == 1
+    assert features[1, 0, col("refuting_presence_differs")] == 0
+    # A claim that itself denies: the denying text no longer contrasts with it.
+    denying_claim = ("Officials denied that a meteorite left a crater in Managua.",)
+    against = features_of(encoder, [denial], claims=denying_claim)
+    assert against[0, 0, col("refuting_lead_minus_in_claim")] == 2
+    assert against[0, 0, col("refuting_presence_differs")] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -14,6 +15,7 @@ from service.domain.stance import (
     DenseNetwork,
     StanceModel,
     TreeEnsemble,
+    WordingModel,
     as_label_indices,
     combine_claim_stances,
 )
@@ -170,6 +172,35 @@ def test_stance_model_refuses_wrong_stages() -> None:
         StanceModel(logistic_unit(0, 1.0, 0.0), logistic_unit(0, 1.0, 0.0))
     with pytest.raises(ValueError, match="threshold"):
         StanceModel(logistic_unit(0, 1.0, 0.0), three_way, related_threshold=1.0)
+
+
+def test_wording_model_scores_are_the_linear_function_of_the_word_vector() -> None:
+    weights = np.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 3.0]])
+    wording = WordingModel(weights, np.array([0.1, 0.2, 0.3]))
+    vectors = sp.csr_matrix(np.array([[0.6, 0.8, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(wording.scores(vectors), [[0.7, 1.8, -0.3], [0.1, 0.2, 0.3]], atol=1e-12)
+    model = StanceModel(logistic_unit(0, 1.0, 0.0), logistic_unit(0, 1.0, 0.0, n_outputs=3), 0.5, wording)
+    np.testing.assert_array_equal(model.wording_scores(vectors), wording.scores(vectors))
+    bare = StanceModel(logistic_unit(0, 1.0, 0.0), logistic_unit(0, 1.0, 0.0, n_outputs=3))
+    np.testing.assert_array_equal(bare.wording_scores(vectors), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="5 columns, the wording model 4 terms"):
+        wording.scores(sp.csr_matrix((1, 5)))
+
+
+@pytest.mark.parametrize(
+    ("weights", "intercept", "message"),
+    [
+        (np.zeros((4, 2)), np.zeros(3), "shape \\(terms, 3\\)"),
+        (np.zeros(4), np.zeros(3), "shape \\(terms, 3\\)"),
+        (np.zeros((4, 3)), np.zeros(2), "intercept must have 3"),
+        (np.full((4, 3), np.inf), np.zeros(3), "finite"),
+    ],
+)
+def test_wording_model_refuses_bad_parameters(
+    weights: np.ndarray, intercept: np.ndarray, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        WordingModel(weights, intercept)
 
 
 def claim_row(related: float, conditional: tuple[float, float, float]) -> list[float]:

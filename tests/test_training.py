@@ -22,9 +22,12 @@ from service.training.fnc import (
     story_of,
     story_split,
 )
+from service.training.pipeline import VALIDATION_SEEDS
 from service.training.trainer import (
+    WORDING_COLUMNS,
     fit_encoder,
-    fit_stance_model,
+    fit_model,
+    fit_wording_model,
     pair_feature_matrix,
     with_hard_negatives,
     with_short_versions,
@@ -199,14 +202,56 @@ def test_evaluation_report_on_a_hand_computed_case() -> None:
 
 def test_pair_feature_matrix_rows_follow_the_pairs_whatever_the_chunking(pairs: PairSet) -> None:
     encoder = fit_encoder(pairs, tiny_training_config().encoder)
-    matrix = pair_feature_matrix(encoder, pairs)
+    wording, _ = fit_wording_model(encoder, pairs, tiny_training_config())
+    matrix = pair_feature_matrix(encoder, pairs, wording)
     assert matrix.shape == (len(pairs), len(FEATURE_NAMES))
-    np.testing.assert_allclose(pair_feature_matrix(encoder, pairs, chunk=3), matrix)
+    np.testing.assert_allclose(pair_feature_matrix(encoder, pairs, wording, chunk=3), matrix)
     for r in (0, 7, len(pairs) - 1):
+        body = encoder.encode([pairs.bodies[pairs.body_ids[r]]])
         single = compute_pair_features(
-            encoder, encoder.encode([pairs.bodies[pairs.body_ids[r]]]), encoder.encode([pairs.headlines[r]])
+            encoder, body, encoder.encode([pairs.headlines[r]]), wording.scores(body.word)
         )
         np.testing.assert_allclose(matrix[r], single[0, 0], atol=1e-12)
+    assert np.abs(matrix[:, WORDING_COLUMNS]).sum() > 0
+    # Without a wording model the wording columns are 0 and nothing else changes.
+    without = pair_feature_matrix(encoder, pairs)
+    np.testing.assert_array_equal(without[:, WORDING_COLUMNS], 0.0)
+    others = np.setdiff1d(np.arange(len(FEATURE_NAMES)), WORDING_COLUMNS)
+    np.testing.assert_array_equal(without[:, others], matrix[:, others])
+
+
+def test_wording_scores_of_a_story_never_come_from_its_own_labels(pairs: PairSet) -> None:
+    """Out-of-fold scores of a story's rows stay the same whatever that story's labels say."""
+    config = tiny_training_config()
+    encoder = fit_encoder(pairs, config.encoder)
+    _, out_of_fold = fit_wording_model(encoder, pairs, config)
+    story = story_of(pairs)
+    target = story["h:" + pairs.headlines[0]]
+    rows = [r for r, h in enumerate(pairs.headlines) if story["h:" + h] == target]
+    swap = {"agree": "disagree", "disagree": "agree"}
+    relabelled = dataclasses.replace(
+        pairs,
+        stances=[swap.get(s, s) if r in rows else s for r, s in enumerate(pairs.stances)],
+    )
+    final, swapped = fit_wording_model(encoder, relabelled, config)
+    np.testing.assert_allclose(swapped[rows], out_of_fold[rows], atol=1e-12)
+    others = [r for r in range(len(pairs)) if r not in rows]
+    assert not np.allclose(swapped[others], out_of_fold[others])  # the swap reached other folds
+    # The final model saw every story: in sample, bodies lean towards their own label.
+    related = [r for r, s in enumerate(pairs.stances) if s != "unrelated"]
+    body_vectors = encoder.encode([pairs.bodies[pairs.body_ids[r]] for r in related]).word
+    predicted = final.scores(body_vectors).argmax(axis=1)
+    truth = [("agree", "disagree", "discuss").index(relabelled.stances[r]) for r in related]
+    assert np.mean(predicted == np.array(truth)) > 0.8
+
+
+def test_the_wording_model_needs_two_stories(pairs: PairSet) -> None:
+    story = story_of(pairs)
+    first = story["h:" + pairs.headlines[0]]
+    one_story = pairs.subset([r for r, h in enumerate(pairs.headlines) if story["h:" + h] == first])
+    config = tiny_training_config()
+    with pytest.raises(ValueError, match="at least 2 stories"):
+        fit_wording_model(fit_encoder(one_story, config.encoder), one_story, config)
 
 
 def test_fit_encoder_sees_only_the_given_pairs(pairs: PairSet) -> None:
@@ -217,20 +262,25 @@ def test_fit_encoder_sees_only_the_given_pairs(pairs: PairSet) -> None:
     assert not held_out_words & set(encoder.vocabulary)  # each story's object word is its own
 
 
-def test_hard_negatives_come_from_other_stories_and_are_unrelated(pairs: PairSet) -> None:
+@pytest.mark.parametrize(("by_word", "by_char"), [(1, 0), (0, 1), (1, 1), (2, 1)])
+def test_hard_negatives_come_from_other_stories_and_are_unrelated(
+    pairs: PairSet, by_word: int, by_char: int
+) -> None:
     encoder = fit_encoder(pairs, tiny_training_config().encoder)
-    augmented = with_hard_negatives(pairs, encoder, per_headline=1)
+    augmented = with_hard_negatives(pairs, encoder, per_headline=by_word, char_per_headline=by_char)
     story = story_of(pairs)
     extra = range(len(pairs), len(augmented))
-    assert len(extra) > 0
+    assert augmented.headlines[: len(pairs)] == pairs.headlines
     original = set(zip(pairs.headlines, pairs.body_ids, strict=True))
-    for r in extra:
-        headline, body_id = augmented.headlines[r], augmented.body_ids[r]
+    added = [(augmented.headlines[r], augmented.body_ids[r]) for r in extra]
+    assert len(set(added)) == len(added)  # no pair added twice
+    for r, (headline, body_id) in zip(extra, added, strict=True):
         assert augmented.stances[r] == "unrelated"
         assert story["h:" + headline] != story["b:" + body_id]
         assert (headline, body_id) not in original
-    extra_headlines = [augmented.headlines[r] for r in extra]
-    assert all(extra_headlines.count(h) == 1 for h in extra_headlines)  # per_headline=1
+    # Every headline of the tiny corpus shares words with bodies of other stories.
+    per_headline = {h: sum(1 for a, _ in added if a == h) for h in set(pairs.headlines)}
+    assert set(per_headline.values()) == {by_word + by_char}
 
 
 def test_short_versions_cut_bodies_to_their_lead_and_keep_labels(pairs: PairSet) -> None:
@@ -255,18 +305,17 @@ def test_stance_model_needs_every_related_class(pairs: PairSet) -> None:
     subset = pairs.subset(keep)
     config = dataclasses.replace(tiny_training_config(), stance_kind="logistic")
     with pytest.raises(ValueError, match="lacks a related class"):
-        fit_stance_model(pair_feature_matrix(encoder, subset), subset.stances, config)
+        fit_model(encoder, subset, config)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", ["logistic", "mlp", "trees"])
 def test_every_stance_kind_trains_and_separates_the_tiny_corpus(pairs: PairSet, kind: str) -> None:
     encoder = fit_encoder(pairs, tiny_training_config().encoder)
-    features = pair_feature_matrix(encoder, pairs)
     config = dataclasses.replace(tiny_training_config(), stance_kind=kind, stance_hidden=8)
     with threadpool_limits(limits=1):
-        model = fit_stance_model(features, pairs.stances, config)
-    probabilities = model.predict_proba(features)
+        model = fit_model(encoder, pairs, config)
+    probabilities = model.predict_proba(pair_feature_matrix(encoder, pairs, model.wording))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
     labels = model.labels(probabilities)
     related = [s != "unrelated" for s in pairs.stances]
@@ -292,7 +341,7 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     assert card["features"] == list(FEATURE_NAMES)
     assert card["data"]["pairs"] == len(tiny_corpus().rows)
     assert card["data"]["label_counts"]["disagree"] == len(tiny_corpus().rows) // 5
-    assert len(card["validation"]["splits"]) == 3
+    assert [s["split_seed"] for s in card["validation"]["splits"]] == list(VALIDATION_SEEDS)
     assert card["training"]["encoder"]["char_hash_bits"] == 12
     markdown = (tmp_path / "model" / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     assert markdown.startswith("# Model card: tiny-test-model 0.0.1")

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from service.domain.encoding import LEXICON_NAMES, EncodedTexts, TextEncoder, cross
+from service.domain.stance import RELATED_LABELS
 
 _PAIR = (
     "cos_word",
@@ -23,26 +24,40 @@ _PAIR = (
     "negated_coverage",
 )
 _NEAR = tuple(f"{name}_near_claim" for name in LEXICON_NAMES)
+# A text that denies what the claim asserts (or asserts what it denies) uses the
+# lexicons differently from the claim; these say by how much, per lexicon.
+_CONTRAST = tuple(
+    f"{name}_{kind}"
+    for name in LEXICON_NAMES
+    for kind in ("near_minus_in_claim", "lead_minus_in_claim", "presence_differs")
+)
 _TEXT = (
     "log_text_tokens",
     *(f"{name}_per_100_tokens" for name in LEXICON_NAMES),
     *(f"{name}_in_lead" for name in LEXICON_NAMES),
 )
+_WORDING = tuple(f"wording_{label}" for label in RELATED_LABELS)
 _CLAIM = ("log_claim_tokens", *(f"{name}_in_claim" for name in LEXICON_NAMES))
 
-FEATURE_NAMES: tuple[str, ...] = (*_PAIR, *_NEAR, *_TEXT, *_CLAIM)
+FEATURE_NAMES: tuple[str, ...] = (*_PAIR, *_NEAR, *_CONTRAST, *_TEXT, *_WORDING, *_CLAIM)
 """Column names of the array :func:`compute_pair_features` returns, in order."""
 
 # Added to denominators so that empty texts and claims give 0, never NaN.
 _EPS = 1e-3
 
 
-def compute_pair_features(encoder: TextEncoder, texts: EncodedTexts, claims: EncodedTexts) -> np.ndarray:
+def compute_pair_features(
+    encoder: TextEncoder, texts: EncodedTexts, claims: EncodedTexts, wording_scores: np.ndarray
+) -> np.ndarray:
     """Features of every (text, claim) pair: an array of shape (len(texts), len(claims), F).
 
-    ``F`` is ``len(FEATURE_NAMES)``; every value is finite.
+    ``F`` is ``len(FEATURE_NAMES)``; every value is finite. ``wording_scores``
+    (shape (len(texts), 3)) are the texts' :class:`~service.domain.stance.WordingModel`
+    scores, copied into the ``wording_*`` columns.
     """
     n_texts, n_claims = len(texts), len(claims)
+    if wording_scores.shape != (n_texts, len(_WORDING)):
+        raise ValueError(f"wording_scores must have shape ({n_texts}, {len(_WORDING)})")
     claim_terms = np.asarray(claims.terms.sum(axis=1)).ravel()
     claim_bm25_max = _bm25_ceiling(encoder, claims)
 
@@ -61,8 +76,18 @@ def compute_pair_features(encoder: TextEncoder, texts: EncodedTexts, claims: Enc
         sentence_cos, texts.sentence_lexicon, texts.sentence_owner, n_texts
     )  # (N, K, L)
 
+    in_claim = claims.lexicon[None, :, :]  # (1, K, L)
+    contrast = np.stack(
+        [
+            near - in_claim,
+            texts.lead_lexicon[:, None, :] - in_claim,
+            np.abs(np.minimum(near, 1.0) - np.minimum(in_claim, 1.0)),
+        ],
+        axis=-1,
+    ).reshape(n_texts, n_claims, len(_CONTRAST))  # lexicon-major, as _CONTRAST is ordered
+
     per_100 = 100.0 * texts.lexicon / np.maximum(texts.n_tokens, 1.0)[:, None]
-    text_level = np.column_stack([np.log1p(texts.n_tokens), per_100, texts.lead_lexicon])
+    text_level = np.column_stack([np.log1p(texts.n_tokens), per_100, texts.lead_lexicon, wording_scores])
     claim_level = np.column_stack([np.log1p(claims.n_tokens), claims.lexicon])
 
     pair_level = np.stack([cos_word, cos_char, coverage, bm25, max_sentence, lead_cos, negated], axis=-1)
@@ -70,6 +95,7 @@ def compute_pair_features(encoder: TextEncoder, texts: EncodedTexts, claims: Enc
         [
             pair_level,
             near,
+            contrast,
             np.broadcast_to(text_level[:, None, :], (n_texts, n_claims, text_level.shape[1])),
             np.broadcast_to(claim_level[None, :, :], (n_texts, n_claims, claim_level.shape[1])),
         ],

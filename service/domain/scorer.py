@@ -127,7 +127,12 @@ class Scorer:
         encoded = self.encoder.encode(texts)
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
 
-        features = compute_pair_features(self.encoder, encoded, reference.claim_vectors)
+        features = compute_pair_features(
+            self.encoder,
+            encoded,
+            reference.claim_vectors,
+            self.stance_model.wording_scores(encoded.word),
+        )
         n_texts, n_claims, n_features = features.shape
         w = self.encoder.config.char_weight
         claim_similarity = np.clip(

@@ -2,9 +2,10 @@
 
 Stage 1 gives the probability that a text is about a claim (related); stage 2
 splits related pairs into agree, disagree and discuss. Each stage is a small
-dense network (a logistic regression is one with no hidden layer) over
-standardised pair features; its weights are plain arrays, so loading a model
-never runs code from a file.
+dense network (a logistic regression is one with no hidden layer) or a
+boosted tree ensemble over pair features. Stage 2 also reads the
+:class:`WordingModel`'s scores of the text's own words. Every part is plain
+arrays, so loading a model never runs code from a file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 STANCE_LABELS: tuple[str, ...] = ("agree", "disagree", "discuss", "unrelated")
 """The four stance labels, in the column order of every probability array."""
@@ -132,6 +134,42 @@ class TreeEnsemble:
         return _softmax(raw)
 
 
+@dataclass(frozen=True)
+class WordingModel:
+    """A linear model of how a text's own words lean: agree, disagree or discuss, whatever the claim.
+
+    It reads a text's word TF-IDF vector (the encoder's vocabulary) and
+    gives one score (a logit) per related label. Debunking articles share
+    words ("hoax", "satirical", "prank") that no fixed word list anticipates;
+    these weights are learnt from the training articles, and the stance
+    stage learns how far to trust them from scores computed out of fold.
+    """
+
+    weights: np.ndarray  # (vocabulary terms, 3) in RELATED_LABELS order
+    intercept: np.ndarray  # (3,)
+
+    def __post_init__(self) -> None:
+        if self.weights.ndim != 2 or self.weights.shape[1] != len(RELATED_LABELS):
+            raise ValueError(f"wording weights must have shape (terms, {len(RELATED_LABELS)})")
+        if self.intercept.shape != (len(RELATED_LABELS),):
+            raise ValueError(f"the wording intercept must have {len(RELATED_LABELS)} entries")
+        if not (np.isfinite(self.weights).all() and np.isfinite(self.intercept).all()):
+            raise ValueError("wording parameters must be finite")
+
+    @property
+    def n_terms(self) -> int:
+        """Size of the vocabulary the weights are indexed by."""
+        return self.weights.shape[0]
+
+    def scores(self, word_vectors: sp.csr_matrix) -> np.ndarray:
+        """Scores of texts given their word TF-IDF rows: shape (N, 3)."""
+        if word_vectors.shape[1] != self.n_terms:
+            raise ValueError(
+                f"word vectors have {word_vectors.shape[1]} columns, the wording model {self.n_terms} terms"
+            )
+        return np.asarray(word_vectors @ self.weights) + self.intercept
+
+
 class Classifier(Protocol):
     """What :class:`StanceModel` needs of each stage."""
 
@@ -148,6 +186,8 @@ class StanceModel:
     relatedness: DenseNetwork
     stance: Classifier
     related_threshold: float = 0.5
+    # None only for models whose stance stage ignores the wording columns (tests).
+    wording: WordingModel | None = None
 
     def __post_init__(self) -> None:
         if self.relatedness.n_outputs != 1:
@@ -156,6 +196,12 @@ class StanceModel:
             raise ValueError(f"the stance network must have {len(RELATED_LABELS)} outputs")
         if not 0.0 < self.related_threshold < 1.0:
             raise ValueError("related_threshold must lie strictly between 0 and 1")
+
+    def wording_scores(self, word_vectors: sp.csr_matrix) -> np.ndarray:
+        """The :class:`WordingModel` scores of texts (zeros without one): shape (N, 3)."""
+        if self.wording is None:
+            return np.zeros((word_vectors.shape[0], len(RELATED_LABELS)))
+        return self.wording.scores(word_vectors)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Probabilities of (agree, disagree, discuss, unrelated) per row: shape (M, 4), rows sum to 1."""

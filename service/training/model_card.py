@@ -32,7 +32,13 @@ def render_model_card(card: dict) -> str:
         "Two stages over pair features of (claim, text):",
         f"1. related vs unrelated: logistic regression on {', '.join(card['relatedness_features'])};",
         f"2. agree / disagree / discuss on related pairs: `{card['training']['stance_kind']}` on all "
-        f"{len(card['features'])} features, with balanced class weights.",
+        f"{len(card['features'])} features, with class weights (balanced weight) ** "
+        f"{card['training']['class_weight_power']}.",
+        "",
+        "Three of the features (`wording_*`) come from the wording model: a logistic regression "
+        "(C = " + str(card["training"]["wording_c"]) + ", balanced class weights) on the text's "
+        "word TF-IDF vector alone, fitted on the related training pairs. Stage 2 is trained on its "
+        f"out-of-fold scores ({card['training']['wording_folds']} folds that never split a story).",
         f"A pair is unrelated when P(related) < {card['training']['related_threshold']}; otherwise "
         "it takes the most probable related label. Vocabulary "
         f"({card['vocabulary_terms']} terms) and IDF are fitted on the training texts only.",
