@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -12,6 +13,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -124,18 +126,27 @@ OPTIMISED_FILES = (
 )
 
 
+ARTIFACT_FILES = ("service/artifacts.py",)
+"""The artifact loader, always taken from the baseline revision with that revision's models/."""
+
+
 def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
-    """A copy of the current ``service/`` package with only ``files`` as they were at git ``rev``.
+    """A copy of the current ``service/`` package with ``files`` as they were at git ``rev``.
 
     Put ``directory`` first on PYTHONPATH to run the old versions of those
-    modules with everything else as it is now (models/ and seeds/ are linked).
+    modules with everything else as it is now. ``models/`` and the artifact
+    loader also come from ``rev``, so old feature code always meets the model
+    trained on its features (the model format changed after the speed work);
+    ``seeds/`` is linked.
     """
     if directory.exists():
         shutil.rmtree(directory)
     shutil.copytree(REPO / "service", directory / "service", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("models", "seeds"):
-        (directory / name).symlink_to(REPO / name)
-    for path in files:
+    (directory / "seeds").symlink_to(REPO / "seeds")
+    archive = subprocess.run(["git", "archive", rev, "models"], cwd=REPO, check=True, capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(directory, filter="data")
+    for path in (*files, *ARTIFACT_FILES):
         old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True)
         (directory / path).write_bytes(old.stdout)
     return directory

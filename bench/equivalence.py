@@ -14,9 +14,12 @@ time and in batches of several sizes, with ``explain`` off and on. It writes
 ``python bench/equivalence.py compare A.json B.json`` reports the first differences
 and exits 1 if there are any. ``python bench/equivalence.py check [--rev REV]`` does
 both: it dumps with the optimised modules (encoding, pair_features, evidence,
-scorer) as they were at ``REV`` (default: ae60f22, the last commit before
-the speed work) over the current tree, dumps with the working
-tree, and compares; identical dumps mean identical outputs.
+scorer) as they were at ``REV`` (default: HEAD, so that it checks uncommitted
+work) over the current tree, dumps with the working tree, and compares;
+identical dumps mean identical outputs. The baseline side also takes ``models/``
+and the artifact loader from ``REV``, so outputs can only be identical from the
+last model change on (model 2.0.0, commit 22e7d1e); the speed work of model 1.0.0
+was checked against ae60f22 at 000eb8d (``git checkout 000eb8d`` to repeat it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -31,13 +35,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BASELINE_REV, OPTIMISED_FILES, REPO, baseline_tree
+from common import OPTIMISED_FILES, REPO, baseline_tree
 from corpus import make_text, make_texts
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
@@ -198,8 +203,7 @@ def dump(out: Path) -> None:
                 except Exception as error:
                     digests.append([reference_id, batch, lo, {"error": repr(error)}])
                     continue
-                wording = scorer.stance_model.wording_scores(enc.word)
-                features = compute_pair_features(encoder, enc, reference.claim_vectors, wording)
+                features = _pair_features(scorer, enc, reference.claim_vectors)
                 sim = encoder.similarity(enc, reference.body)
                 probs = scorer.stance_model.predict_proba(features.reshape(-1, features.shape[-1]))
                 digests.append([reference_id, batch, lo, _encoded_digest(enc), _digest(features, sim, probs)])
@@ -240,6 +244,14 @@ def compare(a: Path, b: Path) -> int:
     return 1 if problems else 0
 
 
+def _pair_features(scorer: Any, encoded: EncodedTexts, claims: EncodedTexts) -> np.ndarray:
+    """``compute_pair_features`` as the running tree defines it (model format 2 added the wording scores)."""
+    if "wording_scores" in inspect.signature(compute_pair_features).parameters:
+        wording = scorer.stance_model.wording_scores(encoded.word)
+        return compute_pair_features(scorer.encoder, encoded, claims, wording)
+    return compute_pair_features(scorer.encoder, encoded, claims)
+
+
 def check(rev: str, files: tuple[str, ...], workdir: Path, substitutes: dict[str, Path] | None = None) -> int:
     """Dump with ``files`` as they were at git ``rev`` over the current tree, dump as now, compare.
 
@@ -272,7 +284,7 @@ def main() -> int:
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     k = sub.add_parser("check", help="dump at REV (optimised files only) and now, then compare")
-    k.add_argument("--rev", default=BASELINE_REV)
+    k.add_argument("--rev", default="HEAD")
     k.add_argument("--files", nargs="+", default=list(OPTIMISED_FILES))
     k.add_argument("--workdir", type=Path, default=None)
     k.add_argument(

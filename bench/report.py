@@ -614,9 +614,11 @@ def write(results: dict[str, Any], out: Path) -> None:
     if base:
         add(_where(results, "baseline") + "\n")
         add(
-            f"In-process texts/s with `service/domain/{{encoding,pair_features,evidence,scorer}}.py` as at "
-            f"`{base['rev']}` (over the current tree) and as now, each in its own process, alternated; "
-            "outputs are identical (`python bench/equivalence.py check`).\n"
+            f"In-process texts/s with `service/domain/{{encoding,pair_features,evidence,scorer}}.py`, the "
+            f"artifact loader and `models/` as at `{base['rev']}` (over the current tree) and as now, each "
+            "in its own process, alternated. Since model 2.0.0 the two sides also differ by model (the "
+            "current one computes 40 features, not 25, and a wording score), so the ratio is the speed "
+            "work and the model change together.\n"
         )
         rows = [
             [
@@ -665,8 +667,9 @@ to separate the server's latency from the load generator's own scheduling delays
 """
 
 SPEED_WORK = """
-What changed in `service/domain` (outputs bit-for-bit identical; `python bench/equivalence.py check`
-compares every score and a hash of every raw array on ~430 varied texts against the code at `ae60f22`):
+What changed in `service/domain` (outputs bit-for-bit identical: `python bench/equivalence.py check
+--rev ae60f22` at `000eb8d`, with model 1.0.0, compared every score and a hash of every raw array on
+~430 varied texts):
 
 * **Character n-gram hashing** (`encoding.hashed_char_wb_counts`): scikit-learn's `HashingVectorizer`
   builds one Python string per n-gram and hashes each in turn; it is replaced by the same
