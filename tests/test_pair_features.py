@@ -143,6 +143,12 @@ def test_contrast_columns_say_how_the_text_and_the_claim_use_the_lexicons(encode
     assert features[1, 0, col("refuting_presence_differs")] == 0
     # A claim that itself denies: the denying text no longer contrasts with it.
     denying_claim = ("Officials denied that a meteorite left a crater in Managua.",)
-    against = features_of(encoder, [denial], claims=denying_claim)
+    against = features_of(encoder, [denial, plain], claims=denying_claim)
     assert against[0, 0, col("refuting_lead_minus_in_claim")] == 2
     assert against[0, 0, col("refuting_presence_differs")] == 0
+    assert against[1, 0, col("refuting_presence_differs")] == 1  # the claim denies, the text does not
+    # Presence, not amount: one refuting word in a sentence far from the claim still counts.
+    aside = "The meteorite left a crater in Managua. Elsewhere in Managua a fake painting was sold."
+    far = features_of(encoder, [aside], claims=claim)
+    assert 0 < far[0, 0, col("refuting_near_claim")] < 1
+    assert far[0, 0, col("refuting_presence_differs")] == 1

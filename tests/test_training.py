@@ -22,11 +22,13 @@ from service.training.fnc import (
     story_of,
     story_split,
 )
-from service.training.pipeline import VALIDATION_SEEDS
 from service.training.trainer import (
+    RELATEDNESS_FEATURES,
     WORDING_COLUMNS,
+    augment,
     fit_encoder,
     fit_model,
+    fit_stance_model,
     fit_wording_model,
     pair_feature_matrix,
     with_hard_negatives,
@@ -221,28 +223,47 @@ def test_pair_feature_matrix_rows_follow_the_pairs_whatever_the_chunking(pairs: 
 
 
 def test_wording_scores_of_a_story_never_come_from_its_own_labels(pairs: PairSet) -> None:
-    """Out-of-fold scores of a story's rows stay the same whatever that story's labels say."""
+    """Scores of a story's related rows stay the same whatever that story's labels say.
+
+    On the augmented pairs, as in training: a short version keeps its headline,
+    so it is scored with the rest of its story.
+    """
     config = tiny_training_config()
     encoder = fit_encoder(pairs, config.encoder)
-    _, out_of_fold = fit_wording_model(encoder, pairs, config)
-    story = story_of(pairs)
-    target = story["h:" + pairs.headlines[0]]
-    rows = [r for r, h in enumerate(pairs.headlines) if story["h:" + h] == target]
+    augmented = augment(pairs, encoder, config)
+    _, scores = fit_wording_model(encoder, augmented, config)
+    story = story_of(augmented)
+    target = story["h:" + augmented.headlines[0]]
+    rows = [
+        r
+        for r, (h, s) in enumerate(zip(augmented.headlines, augmented.stances, strict=True))
+        if story["h:" + h] == target and s != "unrelated"
+    ]
+    assert any(augmented.body_ids[r].endswith("#lead") for r in rows)
     swap = {"agree": "disagree", "disagree": "agree"}
     relabelled = dataclasses.replace(
-        pairs,
-        stances=[swap.get(s, s) if r in rows else s for r, s in enumerate(pairs.stances)],
+        augmented,
+        stances=[swap.get(s, s) if r in rows else s for r, s in enumerate(augmented.stances)],
     )
     final, swapped = fit_wording_model(encoder, relabelled, config)
-    np.testing.assert_allclose(swapped[rows], out_of_fold[rows], atol=1e-12)
-    others = [r for r in range(len(pairs)) if r not in rows]
-    assert not np.allclose(swapped[others], out_of_fold[others])  # the swap reached other folds
+    np.testing.assert_allclose(swapped[rows], scores[rows], atol=1e-12)
+    others = [r for r in range(len(augmented)) if r not in rows and augmented.stances[r] != "unrelated"]
+    assert not np.allclose(swapped[others], scores[others])  # the swap reached the other folds
+    # Unrelated rows (read by no stage) get the final model's scores.
+    unrelated = [r for r, s in enumerate(relabelled.stances) if s == "unrelated"]
+    bodies = encoder.encode([relabelled.bodies[relabelled.body_ids[r]] for r in unrelated]).word
+    np.testing.assert_allclose(swapped[unrelated], final.scores(bodies), atol=1e-12)
     # The final model saw every story: in sample, bodies lean towards their own label.
-    related = [r for r, s in enumerate(pairs.stances) if s != "unrelated"]
-    body_vectors = encoder.encode([pairs.bodies[pairs.body_ids[r]] for r in related]).word
+    related = [r for r, s in enumerate(relabelled.stances) if s != "unrelated"]
+    body_vectors = encoder.encode([relabelled.bodies[relabelled.body_ids[r]] for r in related]).word
     predicted = final.scores(body_vectors).argmax(axis=1)
     truth = [("agree", "disagree", "discuss").index(relabelled.stances[r]) for r in related]
     assert np.mean(predicted == np.array(truth)) > 0.8
+
+
+def test_no_stage_one_feature_comes_from_the_wording_model() -> None:
+    """Unrelated training rows carry in-sample wording scores: stage 1 must never read them."""
+    assert not set(WORDING_COLUMNS) & {FEATURE_NAMES.index(name) for name in RELATEDNESS_FEATURES}
 
 
 def test_the_wording_model_needs_two_stories(pairs: PairSet) -> None:
@@ -281,6 +302,25 @@ def test_hard_negatives_come_from_other_stories_and_are_unrelated(
     # Every headline of the tiny corpus shares words with bodies of other stories.
     per_headline = {h: sum(1 for a, _ in added if a == h) for h in set(pairs.headlines)}
     assert set(per_headline.values()) == {by_word + by_char}
+    # The first by_word of each headline are its closest other-story bodies by word
+    # cosine, the next by_char its closest by character n-gram cosine among the rest.
+    body_ids = list(pairs.bodies)
+    encoded_bodies = encoder.encode([pairs.bodies[b] for b in body_ids])
+    for headline in set(pairs.headlines):
+        chosen = [b for h, b in added if h == headline]
+        encoded_headline = encoder.encode([headline])
+        candidates = [
+            j
+            for j, b in enumerate(body_ids)
+            if story["b:" + b] != story["h:" + headline] and (headline, b) not in original
+        ]
+        for representation, picked in (("word", chosen[:by_word]), ("char", chosen[by_word:])):
+            similarity = (
+                getattr(encoded_headline, representation) @ getattr(encoded_bodies, representation).T
+            ).toarray()[0]
+            ranked = [body_ids[j] for j in sorted(candidates, key=lambda j: -similarity[j])]
+            ranked = [b for b in ranked if representation == "word" or b not in chosen[:by_word]]
+            assert picked == ranked[: len(picked)], (headline, representation)
 
 
 def test_short_versions_cut_bodies_to_their_lead_and_keep_labels(pairs: PairSet) -> None:
@@ -304,8 +344,14 @@ def test_stance_model_needs_every_related_class(pairs: PairSet) -> None:
     keep = [r for r, s in enumerate(pairs.stances) if s != "disagree"]
     subset = pairs.subset(keep)
     config = dataclasses.replace(tiny_training_config(), stance_kind="logistic")
-    with pytest.raises(ValueError, match="lacks a related class"):
+    with pytest.raises(
+        ValueError, match=r"wording model's training rows lack a related class: saw \['agree', 'discuss'\]"
+    ):
         fit_model(encoder, subset, config)
+    with pytest.raises(
+        ValueError, match=r"stance stage's training rows lack a related class: saw \['agree', 'discuss'\]"
+    ):
+        fit_stance_model(pair_feature_matrix(encoder, subset), subset.stances, config)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -341,7 +387,7 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     assert card["features"] == list(FEATURE_NAMES)
     assert card["data"]["pairs"] == len(tiny_corpus().rows)
     assert card["data"]["label_counts"]["disagree"] == len(tiny_corpus().rows) // 5
-    assert [s["split_seed"] for s in card["validation"]["splits"]] == list(VALIDATION_SEEDS)
+    assert [s["split_seed"] for s in card["validation"]["splits"]] == [0, 1, 2, 3, 4]
     assert card["training"]["encoder"]["char_hash_bits"] == 12
     markdown = (tmp_path / "model" / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     assert markdown.startswith("# Model card: tiny-test-model 0.0.1")

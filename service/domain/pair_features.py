@@ -25,7 +25,9 @@ _PAIR = (
 )
 _NEAR = tuple(f"{name}_near_claim" for name in LEXICON_NAMES)
 # A text that denies what the claim asserts (or asserts what it denies) uses the
-# lexicons differently from the claim; these say by how much, per lexicon.
+# lexicons differently from the claim: per lexicon, the count near the claim's
+# sentences and in the lead minus the claim's own, and 1 when the lexicon occurs
+# on one side only (near the claim in the text, or in the claim).
 _CONTRAST = tuple(
     f"{name}_{kind}"
     for name in LEXICON_NAMES
@@ -81,7 +83,7 @@ def compute_pair_features(
         [
             near - in_claim,
             texts.lead_lexicon[:, None, :] - in_claim,
-            np.abs(np.minimum(near, 1.0) - np.minimum(in_claim, 1.0)),
+            ((near > 0) != (in_claim > 0)).astype(np.float64),
         ],
         axis=-1,
     ).reshape(n_texts, n_claims, len(_CONTRAST))  # lexicon-major, as _CONTRAST is ordered

@@ -245,39 +245,41 @@ def fit_wording_model(
 ) -> tuple[WordingModel, np.ndarray]:
     """Fit the :class:`WordingModel` on the related pairs' bodies.
 
-    Returns the model (fitted on every related pair) and, for every row of
-    ``pairs``, its scores from a model fitted without the row's story.
+    Returns the model, fitted on every related pair, and scores for every
+    row of ``pairs``. A related row's scores come from a model fitted without
+    its story (folds never split a story); an unrelated row's come from the
+    final model, as nothing reads them: stage 1 sees only
+    :data:`RELATEDNESS_FEATURES`, stage 2 only related rows.
     """
     y = as_label_indices(pairs.stances)
-    related = y != STANCE_LABELS.index("unrelated")
+    related = np.flatnonzero(y != STANCE_LABELS.index("unrelated"))
     body_ids = list(dict.fromkeys(pairs.body_ids))
     body_row = {b: i for i, b in enumerate(body_ids)}
     body_vectors = encoder.encode([pairs.bodies[b] for b in body_ids]).word
     x = body_vectors[[body_row[b] for b in pairs.body_ids]]
     story = story_of(pairs)
-    groups = np.array([story["h:" + h] for h in pairs.headlines])
-    n_folds = min(config.wording_folds, len(set(groups[related])))
+    # A related pair's headline and body are in one story; its short version keeps the headline.
+    groups = np.array([story["h:" + pairs.headlines[r]] for r in related])
+    n_folds = min(config.wording_folds, len(set(groups)))
     if n_folds < 2:
         raise ValueError("the wording model needs related pairs from at least 2 stories")
 
-    out_of_fold = np.zeros((len(pairs), len(RELATED_LABELS)))
-    for fit_rows, score_rows in GroupKFold(n_splits=n_folds).split(x, y, groups):
-        model = _fit_wording(x, y, related, fit_rows, config)
-        out_of_fold[score_rows] = model.scores(x[score_rows])
-    return _fit_wording(x, y, related, np.arange(len(pairs)), config), out_of_fold
+    final = _fit_wording(x[related], y[related], config)
+    scores = final.scores(x)
+    for fit, held_out in GroupKFold(n_splits=n_folds).split(related, groups=groups):
+        fold_model = _fit_wording(x[related[fit]], y[related[fit]], config)
+        scores[related[held_out]] = fold_model.scores(x[related[held_out]])
+    return final, scores
 
 
-def _fit_wording(
-    x: sp.csr_matrix, y: np.ndarray, related: np.ndarray, rows: np.ndarray, config: TrainingConfig
-) -> WordingModel:
-    rows = rows[related[rows]]
-    labels = y[rows]
+def _fit_wording(x: sp.csr_matrix, labels: np.ndarray, config: TrainingConfig) -> WordingModel:
     if len(np.unique(labels)) < len(RELATED_LABELS):
+        seen = [RELATED_LABELS[i] for i in np.unique(labels)]
         raise ValueError(
-            f"training data lacks a related class: saw {sorted(set(labels.tolist()))} of {RELATED_LABELS}"
+            f"the wording model's training rows lack a related class: saw {seen} of {RELATED_LABELS}"
         )
     model = LogisticRegression(C=config.wording_c, max_iter=3000)
-    model.fit(x[rows], labels, sample_weight=_class_weights(labels, 1.0))
+    model.fit(x, labels, sample_weight=_class_weights(labels, 1.0))
     return WordingModel(model.coef_.T.copy(), model.intercept_.copy())
 
 
@@ -342,10 +344,11 @@ def fit_stance_model(
         stage2.fit(z, y_st, sample_weight=sample_weight)
         stance = _network_from_mlp(stage2, all_columns, mean, scale)
     else:
-        raise ValueError(f"stance_kind must be 'logistic' or 'mlp', not {config.stance_kind!r}")
+        raise ValueError(f"stance_kind must be 'trees', 'logistic' or 'mlp', not {config.stance_kind!r}")
     if list(stage2.classes_) != [0, 1, 2]:
         raise ValueError(
-            f"training data lacks a related class: saw {list(stage2.classes_)} of {RELATED_LABELS}"
+            f"the stance stage's training rows lack a related class: saw "
+            f"{[RELATED_LABELS[i] for i in stage2.classes_]} of {RELATED_LABELS}"
         )
     if progress:
         progress("stage 2 (agree/disagree/discuss) fitted")
