@@ -27,9 +27,16 @@ import sklearn
 
 from service.domain.encoding import EncoderConfig, TextEncoder
 from service.domain.pair_features import FEATURE_NAMES
-from service.domain.stance import DenseNetwork, StanceModel, TreeEnsemble, WordingModel
+from service.domain.stance import (
+    AveragedClassifier,
+    Classifier,
+    DenseNetwork,
+    StanceModel,
+    TreeEnsemble,
+    WordingModel,
+)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Version of the file layout; bumped when this module reads files differently."""
 
 ENCODER_FILE = "encoder.json"
@@ -119,7 +126,7 @@ def load_model(directory: Path) -> LoadedModel:
             )
         stance = StanceModel(
             relatedness=_network(arrays, "relatedness"),
-            stance=_classifier(arrays, "stance", card["training"]["stance_kind"]),
+            stance=_classifier(arrays, "stance"),
             related_threshold=float(card["training"]["related_threshold"]),
             wording=wording,
         )
@@ -192,8 +199,13 @@ def _network(arrays: dict[str, np.ndarray], prefix: str) -> DenseNetwork:
 _TREE_FIELDS = ("feature", "threshold", "left", "right", "value", "roots", "tree_class", "baseline")
 
 
-def _classifier(arrays: dict[str, np.ndarray], prefix: str, kind: str) -> DenseNetwork | TreeEnsemble:
-    if kind == "trees":
+def _classifier(arrays: dict[str, np.ndarray], prefix: str) -> Classifier:
+    """The classifier stored under ``prefix``; its arrays say which kind it is."""
+    if f"{prefix}.member_weights" in arrays:
+        weights = arrays[f"{prefix}.member_weights"]
+        members = tuple(_classifier(arrays, f"{prefix}.m{i}") for i in range(len(weights)))
+        return AveragedClassifier(members, weights)
+    if f"{prefix}.depth" in arrays:
         return TreeEnsemble(
             feature_indices=arrays[f"{prefix}.feature_indices"],
             depth=int(arrays[f"{prefix}.depth"]),
@@ -215,20 +227,31 @@ def model_arrays(encoder: TextEncoder, model: StanceModel) -> dict[str, np.ndarr
         raise ValueError("a stance model without a wording model cannot be stored")
     arrays["wording.weights"] = model.wording.weights.astype(np.float64)
     arrays["wording.intercept"] = model.wording.intercept.astype(np.float64)
-    for prefix, part in (("relatedness", model.relatedness), ("stance", model.stance)):
-        arrays[f"{prefix}.feature_indices"] = np.asarray(part.feature_indices, dtype=np.int64)
-        if isinstance(part, TreeEnsemble):
-            arrays[f"{prefix}.depth"] = np.asarray(part.depth, dtype=np.int64)
-            for name in _TREE_FIELDS:
-                arrays[f"{prefix}.{name}"] = np.asarray(getattr(part, name))
-        else:
-            arrays[f"{prefix}.mean"] = part.mean
-            arrays[f"{prefix}.scale"] = part.scale
-            arrays[f"{prefix}.layers"] = np.asarray(len(part.weights), dtype=np.int64)
-            for i, (w, b) in enumerate(zip(part.weights, part.biases, strict=True)):
-                arrays[f"{prefix}.w{i}"] = w
-                arrays[f"{prefix}.b{i}"] = b
+    _store_classifier(arrays, "relatedness", model.relatedness)
+    _store_classifier(arrays, "stance", model.stance)
     return arrays
+
+
+def _store_classifier(arrays: dict[str, np.ndarray], prefix: str, part: Classifier) -> None:
+    if isinstance(part, AveragedClassifier):
+        arrays[f"{prefix}.member_weights"] = np.asarray(part.weights, dtype=np.float64)
+        for i, member in enumerate(part.members):
+            _store_classifier(arrays, f"{prefix}.m{i}", member)
+        return
+    if not isinstance(part, TreeEnsemble | DenseNetwork):
+        raise TypeError(f"cannot store a {type(part).__name__}")
+    arrays[f"{prefix}.feature_indices"] = np.asarray(part.feature_indices, dtype=np.int64)
+    if isinstance(part, TreeEnsemble):
+        arrays[f"{prefix}.depth"] = np.asarray(part.depth, dtype=np.int64)
+        for name in _TREE_FIELDS:
+            arrays[f"{prefix}.{name}"] = np.asarray(getattr(part, name))
+    else:
+        arrays[f"{prefix}.mean"] = part.mean
+        arrays[f"{prefix}.scale"] = part.scale
+        arrays[f"{prefix}.layers"] = np.asarray(len(part.weights), dtype=np.int64)
+        for i, (w, b) in enumerate(zip(part.weights, part.biases, strict=True)):
+            arrays[f"{prefix}.w{i}"] = w
+            arrays[f"{prefix}.b{i}"] = b
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:

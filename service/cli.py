@@ -1,4 +1,4 @@
-"""The ``discourse`` command: train, evaluate, predict-pairs, score files, serve.
+"""The ``discourse`` command: train, validate, evaluate, predict-pairs, score files, serve.
 
 Exit status: 0 on success, 1 when the data or an artifact is unusable (the
 message on stderr names the file), 2 for wrong usage.
@@ -37,6 +37,17 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _split_seeds(value: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated distinct non-negative integers."""
+    try:
+        seeds = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {value!r}") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and non-negative, not {value!r}")
+    return seeds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discourse", description="Similarity and stance of texts towards reference articles."
@@ -48,7 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
     train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
     train.add_argument("--model-id", default="fnc1-stance")
-    train.add_argument("--version", default="2.0.0")
+    train.add_argument("--version", default="3.0.0")
+
+    validate = commands.add_parser(
+        "validate", help="train on the kept stories of story splits and report on the held-out ones"
+    )
+    validate.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="FNC-1 training directory")
+    validate.add_argument(
+        "--splits",
+        type=_split_seeds,
+        default=(5, 6, 7, 8, 9),
+        help="comma-separated story split seeds (default 5-9: `discourse train` reports 0-4)",
+    )
+    validate.add_argument(
+        "--stance-kind",
+        help="stage-2 learner: trees, logistic, mlp or trees_and_mlps (default: that of `discourse train`)",
+    )
+    validate.add_argument("--out", type=Path, help="also write the report as JSON to this file")
 
     for name, help_text in (
         ("evaluate", "report FNC score, macro-F1 and the confusion matrix on labelled pairs"),
@@ -115,6 +142,27 @@ def _train(args: argparse.Namespace) -> int:
         f"{len(card['validation']['splits'])} story splits: FNC score {mean['fnc_score']}, "
         f"macro-F1 {mean['macro_f1']}, similarity ROC-AUC {mean['similarity_roc_auc']}"
     )
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from service.training.pipeline import validate
+    from service.training.trainer import TrainingConfig, log_to_stderr
+
+    config = TrainingConfig()
+    if args.stance_kind is not None:
+        try:
+            config = dataclasses.replace(config, stance_kind=args.stance_kind)
+        except ValueError as error:
+            print(f"discourse validate: --stance-kind: {error}", file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    report = validate(args.data, config, args.splits, log_to_stderr)
+    log_to_stderr(f"done in {time.perf_counter() - started:.1f} s")
+    text = json.dumps(report, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 
@@ -232,6 +280,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "train": _train,
+    "validate": _validate,
     "evaluate": _evaluate,
     "predict-pairs": _predict_pairs,
     "score": _score,

@@ -23,6 +23,7 @@ from service.artifacts import (
     write_arrays,
 )
 from service.config import DEFAULT_MODEL_DIR, Settings
+from service.domain.stance import AveragedClassifier, DenseNetwork, TreeEnsemble
 from service.http.app import create_app
 
 
@@ -99,6 +100,14 @@ def test_the_shipped_artifact_loads_and_matches_its_card() -> None:
     for name in (ENCODER_FILE, ARRAYS_FILE):
         assert model.card["files"][name] == sha256_of(DEFAULT_MODEL_DIR / name)
     assert model.encoder.n_terms == model.card["vocabulary_terms"]
+    # The stance stage is what the card says it is: the trees and their networks, weighted.
+    training = model.card["training"]
+    stage = model.stance.stance
+    assert training["stance_kind"] == "trees_and_mlps" and isinstance(stage, AveragedClassifier)
+    assert isinstance(stage.members[0], TreeEnsemble) and stage.weights[0] == training["trees_weight"]
+    networks = stage.members[1:]
+    assert len(networks) == training["mlp_members"] and all(isinstance(n, DenseNetwork) for n in networks)
+    assert all(n.weights[0].shape[1] == training["stance_hidden"] for n in networks)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES), ids=list(DAMAGES))
@@ -163,6 +172,11 @@ ARRAY_EDITS: dict[str, tuple[Callable[[dict], None], str]] = {
         "terms, the vocabulary",
     ),
     "no wording model": (lambda a: a.pop("wording.weights"), "wording.weights"),
+    "stance member weights not summing to 1": (
+        lambda a: a.update({"stance.member_weights": a["stance.member_weights"] / 2}),
+        "sum to 1",
+    ),
+    "a stance member missing": (lambda a: a.pop("stance.m3.w0"), "stance.m3.w0"),
     "wording model with NaN": (
         lambda a: a.update({"wording.intercept": np.array([0.0, np.nan, 0.0])}),
         "finite",

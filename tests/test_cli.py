@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from service.cli import main
 from service.config import PROJECT_ROOT
@@ -62,6 +63,59 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.reader(handle))
+
+
+# -- validate ---------------------------------------------------------------------
+
+
+def test_validate_reports_the_chosen_story_splits_as_json(
+    tmp_path: Path, pair_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.json"
+    data_dir = pair_files[0].parent
+    with threadpool_limits(limits=1):
+        status, stdout, stderr = run(
+            [
+                "validate",
+                "--data",
+                str(data_dir),
+                "--splits",
+                "3,1",
+                "--stance-kind",
+                "trees",
+                "--out",
+                str(out),
+            ],
+            capsys,
+        )
+    assert status == 0, stderr
+    report = json.loads(stdout)
+    assert json.loads(out.read_text(encoding="utf-8")) == report
+    assert [split["split_seed"] for split in report["splits"]] == [3, 1]
+    assert report["training"]["stance_kind"] == "trees"
+    fnc_scores = [split["fnc_score"] for split in report["splits"]]
+    assert report["mean"]["fnc_score"] == pytest.approx(sum(fnc_scores) / 2, abs=1e-4)
+    assert "split 3: FNC score" in stderr and "done in" in stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--splits", "1,x"], "expected comma-separated integers"),
+        (["--splits", "2,2"], "distinct and non-negative"),
+        (["--stance-kind", "forest"], "stance_kind must be one of"),
+    ],
+)
+def test_validate_usage_errors_exit_2(
+    arguments: list[str], message: str, pair_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["validate", "--data", str(pair_files[0].parent), *arguments]
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own usage errors
+        status = exit_.code
+    assert status == 2
+    assert message in capsys.readouterr().err
 
 
 # -- predict-pairs and evaluate ---------------------------------------------------

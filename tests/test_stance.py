@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from service.domain.stance import (
     STANCE_LABELS,
+    AveragedClassifier,
     DenseNetwork,
     StanceModel,
     TreeEnsemble,
@@ -144,6 +145,41 @@ def logistic_unit(feature: int, weight: float, bias: float, n_outputs: int = 1) 
         weights=(np.full((1, n_outputs), weight),),
         biases=(np.full(n_outputs, bias) if n_outputs == 1 else np.array([0.0, 0.5, 1.0][:n_outputs]),),
     )
+
+
+def test_averaged_classifier_is_the_weighted_mean_of_its_members() -> None:
+    def softmax_unit(feature: int, weights: list[float]) -> DenseNetwork:
+        weight_matrix = np.array([weights])
+        return DenseNetwork(np.array([feature]), np.zeros(1), np.ones(1), (weight_matrix,), (np.zeros(3),))
+
+    first, second = softmax_unit(0, [1.0, 0.0, -1.0]), softmax_unit(1, [-2.0, 1.0, 0.0])
+    average = AveragedClassifier((first, second), np.array([0.25, 0.75]))
+    features = np.array([[0.3, -1.0], [2.0, 0.5], [-1.0, 0.0]])
+    expected = 0.25 * first.predict_proba(features) + 0.75 * second.predict_proba(features)
+    np.testing.assert_allclose(average.predict_proba(features), expected, rtol=1e-12)
+    np.testing.assert_allclose(average.predict_proba(features).sum(axis=1), 1.0)
+    assert average.n_outputs == 3
+    # The members disagree, so the weights matter: the other way round gives other probabilities.
+    swapped = AveragedClassifier((first, second), np.array([0.75, 0.25]))
+    assert not np.allclose(swapped.predict_proba(features), expected)
+
+
+@pytest.mark.parametrize(
+    ("members", "weights", "message"),
+    [
+        ((), np.array([]), "at least one member"),
+        ((logistic_unit(0, 1.0, 0.0, 3),), np.array([0.5, 0.5]), "one weight per member"),
+        ((logistic_unit(0, 1.0, 0.0, 3),) * 2, np.array([0.5, 0.4]), "sum to 1"),
+        ((logistic_unit(0, 1.0, 0.0, 3),) * 2, np.array([1.5, -0.5]), "non-negative"),
+        ((logistic_unit(0, 1.0, 0.0, 3),) * 2, np.array([np.nan, 0.5]), "finite"),
+        ((logistic_unit(0, 1.0, 0.0, 3), logistic_unit(0, 1.0, 0.0)), np.array([0.5, 0.5]), "same number"),
+    ],
+)
+def test_averaged_classifier_refuses_bad_members_and_weights(
+    members: tuple[DenseNetwork, ...], weights: np.ndarray, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        AveragedClassifier(members, weights)
 
 
 def test_stance_model_combines_relatedness_and_stance() -> None:

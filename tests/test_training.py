@@ -22,6 +22,7 @@ from service.training.fnc import (
     story_of,
     story_split,
 )
+from service.training.pipeline import validate
 from service.training.trainer import (
     RELATEDNESS_FEATURES,
     WORDING_COLUMNS,
@@ -355,7 +356,7 @@ def test_stance_model_needs_every_related_class(pairs: PairSet) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("kind", ["logistic", "mlp", "trees"])
+@pytest.mark.parametrize("kind", ["logistic", "mlp", "trees", "trees_and_mlps"])
 def test_every_stance_kind_trains_and_separates_the_tiny_corpus(pairs: PairSet, kind: str) -> None:
     encoder = fit_encoder(pairs, tiny_training_config().encoder)
     config = dataclasses.replace(tiny_training_config(), stance_kind=kind, stance_hidden=8)
@@ -368,6 +369,44 @@ def test_every_stance_kind_trains_and_separates_the_tiny_corpus(pairs: PairSet, 
     assert [label != "unrelated" for label in labels] == related  # topical words make this easy
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_trees_and_mlps_is_the_weighted_mean_of_trees_and_networks_differing_in_seed(
+    pairs: PairSet,
+) -> None:
+    encoder = fit_encoder(pairs, tiny_training_config().encoder)
+    features = pair_feature_matrix(encoder, pairs)
+    base = dataclasses.replace(tiny_training_config(), stance_hidden=8, seed=3)
+    averaged_config = dataclasses.replace(base, stance_kind="trees_and_mlps", mlp_members=2, trees_weight=0.6)
+    with threadpool_limits(limits=1):
+        averaged = fit_stance_model(features, pairs.stances, averaged_config)
+        trees = fit_stance_model(features, pairs.stances, dataclasses.replace(base, stance_kind="trees"))
+        networks = [
+            fit_stance_model(features, pairs.stances, dataclasses.replace(base, stance_kind="mlp", seed=s))
+            for s in (3, 4)
+        ]
+    expected = 0.6 * trees.stance.predict_proba(features) + sum(
+        0.2 * n.stance.predict_proba(features) for n in networks
+    )
+    np.testing.assert_allclose(averaged.stance.predict_proba(features), expected, rtol=1e-12, atol=1e-15)
+    # Two seeds give two different networks, or the average would be one network counted twice.
+    assert not np.allclose(
+        networks[0].stance.predict_proba(features), networks[1].stance.predict_proba(features)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stance_kind": "forest"}, "stance_kind must be one of"),
+        ({"mlp_members": 0}, "mlp_members must be at least 1"),
+        ({"trees_weight": 1.0}, "trees_weight must lie strictly between 0 and 1"),
+    ],
+)
+def test_training_config_refuses_unknown_learners_and_weights(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(tiny_training_config(), **change)
+
+
 # -- the whole pipeline --------------------------------------------------------
 
 
@@ -377,6 +416,15 @@ def test_training_twice_gives_identical_artifact_bytes(tmp_path: Path) -> None:
     assert first == second
     for name in (ENCODER_FILE, ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE):
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+
+
+def test_validate_repeats_the_validation_of_train_on_the_same_splits(tmp_path: Path) -> None:
+    card = train_tiny_model(tmp_path / "model", tmp_path / "data")
+    with threadpool_limits(limits=1):
+        report = validate(tmp_path / "data", tiny_training_config(), (4, 0))
+    by_seed = {split["split_seed"]: split for split in card["validation"]["splits"]}
+    assert report["splits"] == [by_seed[4], by_seed[0]]
+    assert report["training"] == card["training"]
 
 
 def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None:
@@ -391,4 +439,5 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     assert card["training"]["encoder"]["char_hash_bits"] == 12
     markdown = (tmp_path / "model" / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     assert markdown.startswith("# Model card: tiny-test-model 0.0.1")
+    assert "(weight 0.5) and of 5 networks with one hidden layer of 32 units that differ only" in markdown
     assert card["files"][ARRAYS_FILE] in markdown

@@ -31,8 +31,8 @@ def render_model_card(card: dict) -> str:
         "",
         "Two stages over pair features of (claim, text):",
         f"1. related vs unrelated: logistic regression on {', '.join(card['relatedness_features'])};",
-        f"2. agree / disagree / discuss on related pairs: `{card['training']['stance_kind']}` on all "
-        f"{len(card['features'])} features, with class weights (balanced weight) ** "
+        f"2. agree / disagree / discuss on related pairs: {_describe_stance_stage(card['training'])} "
+        f"on all {len(card['features'])} features, with class weights (balanced weight) ** "
         f"{card['training']['class_weight_power']}.",
         "",
         "Three of the features (`wording_*`) come from the wording model: a logistic regression "
@@ -109,3 +109,25 @@ def render_model_card(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _describe_stance_stage(training: dict) -> str:
+    """The stage-2 learner in words, from the training settings."""
+    trees = (
+        f"boosted trees ({training['trees_rounds']} rounds of depth {training['trees_depth']}, "
+        f"learning rate {training['trees_learning_rate']})"
+    )
+    layer = f"one hidden layer of {training['stance_hidden']} units"
+    kind = training["stance_kind"]
+    if kind == "trees":
+        return trees
+    if kind == "logistic":
+        return f"multinomial logistic regression (C = {training['stance_c']})"
+    if kind == "mlp":
+        return f"a network with {layer}"
+    members = training["mlp_members"]
+    return (
+        f"the weighted mean of the probabilities of {trees} (weight {training['trees_weight']}) and "
+        f"of {members} networks with {layer} that differ only in their random seed (weight "
+        f"{round((1 - training['trees_weight']) / members, 4)} each)"
+    )

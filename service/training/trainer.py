@@ -20,6 +20,8 @@ from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.stance import (
     RELATED_LABELS,
     STANCE_LABELS,
+    AveragedClassifier,
+    Classifier,
     DenseNetwork,
     StanceModel,
     TreeEnsemble,
@@ -44,13 +46,21 @@ RELATEDNESS_FEATURES: tuple[str, ...] = (
 WORDING_COLUMNS = np.array([FEATURE_NAMES.index(f"wording_{label}") for label in RELATED_LABELS])
 
 
+STANCE_KINDS: tuple[str, ...] = ("trees", "logistic", "mlp", "trees_and_mlps")
+"""The learners :func:`fit_stance_model` can fit for stage 2."""
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """Everything that determines a trained model; stored in the model card."""
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     relatedness_c: float = 1.0
-    stance_kind: str = "trees"  # "trees", "logistic" or "mlp"
+    # "trees", "logistic", "mlp", or "trees_and_mlps": the mean of the trees' probabilities
+    # (weight trees_weight) and those of mlp_members networks differing only in their seed.
+    stance_kind: str = "trees_and_mlps"
+    mlp_members: int = 5
+    trees_weight: float = 0.5
     trees_rounds: int = 200
     trees_depth: int = 3
     trees_learning_rate: float = 0.05
@@ -73,12 +83,22 @@ class TrainingConfig:
     char_hard_negatives_per_headline: int = 1
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.stance_kind not in STANCE_KINDS:
+            raise ValueError(f"stance_kind must be one of {STANCE_KINDS}, not {self.stance_kind!r}")
+        if self.mlp_members < 1:
+            raise ValueError(f"mlp_members must be at least 1, not {self.mlp_members!r}")
+        if not 0.0 < self.trees_weight < 1.0:
+            raise ValueError(f"trees_weight must lie strictly between 0 and 1, not {self.trees_weight!r}")
+
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
         return {
             "encoder": self.encoder.to_dict(),
             "relatedness_c": self.relatedness_c,
             "stance_kind": self.stance_kind,
+            "mlp_members": self.mlp_members,
+            "trees_weight": self.trees_weight,
             "trees_rounds": self.trees_rounds,
             "trees_depth": self.trees_depth,
             "trees_learning_rate": self.trees_learning_rate,
@@ -310,49 +330,81 @@ def fit_stance_model(
     if progress:
         progress("stage 1 (related vs unrelated) fitted")
 
-    all_columns = np.arange(len(FEATURE_NAMES))
     x_st = features[related]
     y_st = y[related]
-    mean, scale = _standardiser(x_st)
-    z = (x_st - mean) / scale
     # Class weights so that the rare 'disagree' is not ignored (nor over-predicted).
     sample_weight = _class_weights(y_st, config.class_weight_power)
     if config.stance_kind == "trees":
-        stage2 = HistGradientBoostingClassifier(
-            learning_rate=config.trees_learning_rate,
-            max_iter=config.trees_rounds,
-            max_depth=config.trees_depth,
-            l2_regularization=config.trees_l2,
-            early_stopping=False,
-            random_state=config.seed,
-        )
-        # Trees need no standardising; the sample weights balance the classes.
-        stage2.fit(x_st, y_st, sample_weight=sample_weight)
-        stance = _ensemble_from_boosting(stage2, all_columns)
+        stance: Classifier = _fit_trees(x_st, y_st, sample_weight, config)
     elif config.stance_kind == "logistic":
-        stage2 = LogisticRegression(C=config.stance_c, max_iter=5000)
-        stage2.fit(z, y_st, sample_weight=sample_weight)
-        stance = _network_from_logistic(stage2, all_columns, mean, scale)
+        stance = _fit_logistic(x_st, y_st, sample_weight, config)
     elif config.stance_kind == "mlp":
-        stage2 = MLPClassifier(
-            hidden_layer_sizes=(config.stance_hidden,),
-            alpha=config.stance_alpha,
-            max_iter=400,
-            early_stopping=False,
-            random_state=config.seed,
+        stance = _fit_mlp(x_st, y_st, sample_weight, config, config.seed)
+    elif config.stance_kind == "trees_and_mlps":
+        networks = [
+            _fit_mlp(x_st, y_st, sample_weight, config, config.seed + i) for i in range(config.mlp_members)
+        ]
+        network_weight = (1.0 - config.trees_weight) / config.mlp_members
+        stance = AveragedClassifier(
+            (_fit_trees(x_st, y_st, sample_weight, config), *networks),
+            np.array([config.trees_weight] + [network_weight] * config.mlp_members),
         )
-        stage2.fit(z, y_st, sample_weight=sample_weight)
-        stance = _network_from_mlp(stage2, all_columns, mean, scale)
-    else:
-        raise ValueError(f"stance_kind must be 'trees', 'logistic' or 'mlp', not {config.stance_kind!r}")
-    if list(stage2.classes_) != [0, 1, 2]:
-        raise ValueError(
-            f"the stance stage's training rows lack a related class: saw "
-            f"{[RELATED_LABELS[i] for i in stage2.classes_]} of {RELATED_LABELS}"
-        )
+    else:  # TrainingConfig rejects other kinds; a config built around it must not pass silently
+        raise ValueError(f"stance_kind must be one of {STANCE_KINDS}, not {config.stance_kind!r}")
     if progress:
         progress("stage 2 (agree/disagree/discuss) fitted")
     return StanceModel(relatedness, stance, config.related_threshold, wording)
+
+
+def _check_classes(model: HistGradientBoostingClassifier | LogisticRegression | MLPClassifier) -> None:
+    if list(model.classes_) != [0, 1, 2]:
+        raise ValueError(
+            f"the stance stage's training rows lack a related class: saw "
+            f"{[RELATED_LABELS[i] for i in model.classes_]} of {RELATED_LABELS}"
+        )
+
+
+def _fit_trees(
+    x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, config: TrainingConfig
+) -> TreeEnsemble:
+    model = HistGradientBoostingClassifier(
+        learning_rate=config.trees_learning_rate,
+        max_iter=config.trees_rounds,
+        max_depth=config.trees_depth,
+        l2_regularization=config.trees_l2,
+        early_stopping=False,
+        random_state=config.seed,
+    )
+    # Trees need no standardising; the sample weights balance the classes.
+    model.fit(x, y, sample_weight=sample_weight)
+    _check_classes(model)
+    return _ensemble_from_boosting(model, np.arange(x.shape[1]))
+
+
+def _fit_logistic(
+    x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, config: TrainingConfig
+) -> DenseNetwork:
+    mean, scale = _standardiser(x)
+    model = LogisticRegression(C=config.stance_c, max_iter=5000)
+    model.fit((x - mean) / scale, y, sample_weight=sample_weight)
+    _check_classes(model)
+    return _network_from_logistic(model, np.arange(x.shape[1]), mean, scale)
+
+
+def _fit_mlp(
+    x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, config: TrainingConfig, seed: int
+) -> DenseNetwork:
+    mean, scale = _standardiser(x)
+    model = MLPClassifier(
+        hidden_layer_sizes=(config.stance_hidden,),
+        alpha=config.stance_alpha,
+        max_iter=400,
+        early_stopping=False,
+        random_state=seed,
+    )
+    model.fit((x - mean) / scale, y, sample_weight=sample_weight)
+    _check_classes(model)
+    return _network_from_mlp(model, np.arange(x.shape[1]), mean, scale)
 
 
 def similarity_auc(features: np.ndarray, labels: list[str], char_weight: float) -> float:
