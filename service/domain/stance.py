@@ -2,9 +2,9 @@
 
 Stage 1 gives the probability that a text is about a claim (related); stage 2
 splits related pairs into agree, disagree and discuss. Each stage is a small
-dense network (a logistic regression is one with no hidden layer), a
-boosted tree ensemble over pair features, or an average of such classifiers. Stage 2 also reads the
-:class:`WordingModel`'s scores of the text's own words. Every part is plain
+dense network (a logistic regression is one with no hidden layer), a boosted
+tree ensemble over pair features, or a weighted average of such classifiers.
+Stage 2 also reads the :class:`WordingModel`'s scores of the text's own words. Every part is plain
 arrays, so loading a model never runs code from a file.
 """
 
