@@ -439,5 +439,6 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     assert card["training"]["encoder"]["char_hash_bits"] == 12
     markdown = (tmp_path / "model" / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
     assert markdown.startswith("# Model card: tiny-test-model 0.0.1")
-    assert "(weight 0.5) and of 5 networks with one hidden layer of 32 units that differ only" in markdown
+    stage_two = "weight 0.5) and of 5 networks with one hidden layer of 32 units that differ only in their"
+    assert stage_two in markdown
     assert card["files"][ARRAYS_FILE] in markdown

@@ -115,19 +115,19 @@ def _describe_stance_stage(training: dict) -> str:
     """The stage-2 learner in words, from the training settings."""
     trees = (
         f"boosted trees ({training['trees_rounds']} rounds of depth {training['trees_depth']}, "
-        f"learning rate {training['trees_learning_rate']})"
+        f"learning rate {training['trees_learning_rate']}"
     )
     layer = f"one hidden layer of {training['stance_hidden']} units"
     kind = training["stance_kind"]
     if kind == "trees":
-        return trees
+        return trees + ")"
     if kind == "logistic":
         return f"multinomial logistic regression (C = {training['stance_c']})"
     if kind == "mlp":
         return f"a network with {layer}"
     members = training["mlp_members"]
     return (
-        f"the weighted mean of the probabilities of {trees} (weight {training['trees_weight']}) and "
+        f"the weighted mean of the probabilities of {trees}; weight {training['trees_weight']}) and "
         f"of {members} networks with {layer} that differ only in their random seed (weight "
         f"{round((1 - training['trees_weight']) / members, 4)} each)"
     )
