@@ -617,8 +617,9 @@ def write(results: dict[str, Any], out: Path) -> None:
             f"In-process texts/s with `service/domain/{{encoding,pair_features,evidence,scorer}}.py`, the "
             f"artifact loader and `models/` as at `{base['rev']}` (over the current tree) and as now, each "
             "in its own process, alternated. Since model 2.0.0 the two sides also differ by model (the "
-            "current one computes 40 features, not 25, and a wording score), so the ratio is the speed "
-            "work and the model change together.\n"
+            "current one computes 40 features, not 25, and a wording score, and since model 3.0.0 it "
+            "averages five small networks with its trees), so the ratio is the speed work and the model "
+            "changes together.\n"
         )
         rows = [
             [
@@ -648,15 +649,17 @@ Reading the profile. For **one short text per call** no single step dominates: w
 fixed cost per call (about 2 ms) spread over many small sparse-matrix steps in
 `TextEncoder.encode` (building the count, TF-IDF, BM25 and negation matrices and their two
 small products) and in `compute_pair_features` (seven products with the claims, through
-`cross`), plus the tree ensemble (`TreeEnsemble.predict_proba` in `service/domain/stance.py`,
-600 trees advanced level by level with numpy indexing) and the result objects. Per-text
+`cross`), plus the stance stage (`predict_proba` in `service/domain/stance.py`: a tree
+ensemble of 600 trees advanced level by level with numpy indexing, averaged since model 3.0.0
+with five small networks that cost a few dense products) and the result objects. Per-text
 Python loops and the O(2^20) transposes that dominated before are gone. For **batches of long
 texts** the work is linear in the text: character n-gram hashing (`hashed_char_wb_counts`
 inside `_char_tfidf`) is the largest step, then sentence splitting (`split_sentences` in
 `service/domain/text.py`) and tokenising (`Pattern.findall` and the vocabulary look-ups in
-`encode`'s list comprehension); the tree ensemble is the second largest step overall, a
-candidate for whoever owns `stance.py` (for example one matrix product per class instead of
-a boolean column selection and sum per class, if its numbers may change in the last bits).
+`encode`'s list comprehension); the stance stage is the second largest step overall, its tree
+ensemble a candidate for whoever owns `stance.py` (for example one matrix product per class
+instead of a boolean column selection and sum per class, if its numbers may change in the last
+bits).
 BLAS plays no part: the dense products are tiny, and every worker runs one BLAS thread.
 """
 
