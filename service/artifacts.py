@@ -10,7 +10,8 @@ An artifact is a directory ``models/<name>/`` with
 * ``MODEL_CARD.md`` — the card for people, generated from ``card.json``.
 
 :func:`load_model` refuses an artifact whose files are missing, altered,
-unreadable, or made for another feature set, format or library version.
+unreadable, or made for another feature set, format or library version, and
+one whose arrays are not the model its card describes.
 """
 
 from __future__ import annotations
@@ -124,9 +125,11 @@ def load_model(directory: Path) -> LoadedModel:
             raise ValueError(
                 f"the wording model has {wording.n_terms} terms, the vocabulary {encoder.n_terms}"
             )
+        stance_stage = _classifier(arrays, "stance")
+        _check_stage_matches_card(stance_stage, card["training"])
         stance = StanceModel(
             relatedness=_network(arrays, "relatedness"),
-            stance=_classifier(arrays, "stance"),
+            stance=stance_stage,
             related_threshold=float(card["training"]["related_threshold"]),
             wording=wording,
         )
@@ -180,9 +183,15 @@ def _check_card(path: Path, card: dict) -> None:
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+            arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise ArtifactError(f"{path}: not a readable numpy archive ({error})") from None
+    for name, array in arrays.items():
+        # Every parameter is a real number or an index: a complex, boolean or text array
+        # would pass the models' checks and fail later, on a request.
+        if array.dtype.kind not in "fiu":
+            raise ArtifactError(f"{path}: array {name!r} has dtype {array.dtype}, not a real number type")
+    return arrays
 
 
 def _network(arrays: dict[str, np.ndarray], prefix: str) -> DenseNetwork:
@@ -200,11 +209,21 @@ _TREE_FIELDS = ("feature", "threshold", "left", "right", "value", "roots", "tree
 
 
 def _classifier(arrays: dict[str, np.ndarray], prefix: str) -> Classifier:
-    """The classifier stored under ``prefix``; its arrays say which kind it is."""
+    """The classifier stored under ``prefix``: an average of single classifiers, or one of them."""
+    if f"{prefix}.member_weights" not in arrays:
+        return _single_classifier(arrays, prefix)
+    weights = arrays[f"{prefix}.member_weights"]
+    if weights.ndim != 1:
+        raise ValueError(f"{prefix}.member_weights must be 1-D, not of shape {weights.shape}")
+    members = tuple(_single_classifier(arrays, f"{prefix}.m{i}") for i in range(len(weights)))
+    return AveragedClassifier(members, weights)
+
+
+def _single_classifier(arrays: dict[str, np.ndarray], prefix: str) -> TreeEnsemble | DenseNetwork:
+    """A tree ensemble if ``prefix`` has a depth, else a dense network."""
     if f"{prefix}.member_weights" in arrays:
-        weights = arrays[f"{prefix}.member_weights"]
-        members = tuple(_classifier(arrays, f"{prefix}.m{i}") for i in range(len(weights)))
-        return AveragedClassifier(members, weights)
+        # Nothing trains nested averages; refusing them also bounds the loader's recursion.
+        raise ValueError(f"{prefix}: an average cannot be a member of another average")
     if f"{prefix}.depth" in arrays:
         return TreeEnsemble(
             feature_indices=arrays[f"{prefix}.feature_indices"],
@@ -212,6 +231,28 @@ def _classifier(arrays: dict[str, np.ndarray], prefix: str) -> Classifier:
             **{name: arrays[f"{prefix}.{name}"] for name in _TREE_FIELDS},
         )
     return _network(arrays, prefix)
+
+
+def _check_stage_matches_card(stage: Classifier, training: dict) -> None:
+    """Raise ValueError when the stored stance stage is not what ``card["training"]`` describes."""
+    kind = training["stance_kind"]
+    if kind == "trees_and_mlps":
+        n_networks = training["mlp_members"]
+        network_weight = (1.0 - training["trees_weight"]) / n_networks
+        expected = np.array([training["trees_weight"]] + [network_weight] * n_networks)
+        matches = (
+            isinstance(stage, AveragedClassifier)
+            and len(stage.members) == 1 + n_networks
+            and isinstance(stage.members[0], TreeEnsemble)
+            and all(isinstance(m, DenseNetwork) for m in stage.members[1:])
+            and np.allclose(stage.weights, expected, rtol=0.0, atol=1e-12)
+        )
+        described = f"trees (weight {training['trees_weight']}) and {n_networks} networks"
+    else:
+        matches = isinstance(stage, TreeEnsemble if kind == "trees" else DenseNetwork)
+        described = f"a single {kind} classifier"
+    if not matches:
+        raise ValueError(f"the stance stage in {ARRAYS_FILE} is not {described}, as {CARD_FILE} says")
 
 
 # -- writing ------------------------------------------------------------------
@@ -236,6 +277,8 @@ def _store_classifier(arrays: dict[str, np.ndarray], prefix: str, part: Classifi
     if isinstance(part, AveragedClassifier):
         arrays[f"{prefix}.member_weights"] = np.asarray(part.weights, dtype=np.float64)
         for i, member in enumerate(part.members):
+            if isinstance(member, AveragedClassifier):
+                raise TypeError("an average of averages cannot be stored; flatten it")
             _store_classifier(arrays, f"{prefix}.m{i}", member)
         return
     if not isinstance(part, TreeEnsemble | DenseNetwork):

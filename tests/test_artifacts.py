@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -108,6 +109,8 @@ def test_the_shipped_artifact_loads_and_matches_its_card() -> None:
     networks = stage.members[1:]
     assert len(networks) == training["mlp_members"] and all(isinstance(n, DenseNetwork) for n in networks)
     assert all(n.weights[0].shape[1] == training["stance_hidden"] for n in networks)
+    network_weight = (1 - training["trees_weight"]) / training["mlp_members"]
+    np.testing.assert_allclose(stage.weights[1:], network_weight, rtol=1e-12)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES), ids=list(DAMAGES))
@@ -177,6 +180,14 @@ ARRAY_EDITS: dict[str, tuple[Callable[[dict], None], str]] = {
         "sum to 1",
     ),
     "a stance member missing": (lambda a: a.pop("stance.m3.w0"), "stance.m3.w0"),
+    "member weights not 1-D": (
+        lambda a: a.update({"stance.member_weights": a["stance.member_weights"][None, :]}),
+        "must be 1-D",
+    ),
+    "an average inside the average": (
+        lambda a: a.update({"stance.m1.member_weights": np.array([1.0])}),
+        "cannot be a member of another average",
+    ),
     "wording model with NaN": (
         lambda a: a.update({"wording.intercept": np.array([0.0, np.nan, 0.0])}),
         "finite",
@@ -187,16 +198,60 @@ ARRAY_EDITS: dict[str, tuple[Callable[[dict], None], str]] = {
 @pytest.mark.parametrize("edit", list(ARRAY_EDITS), ids=list(ARRAY_EDITS))
 def test_inconsistent_arrays_are_refused_naming_the_directory(model_copy: Path, edit: str) -> None:
     change, text = ARRAY_EDITS[edit]
-    arrays_path = model_copy / ARRAYS_FILE
+    # The new hash is recorded, so that only the consistency check can catch it.
+    rewrite_arrays(model_copy, change)
+    with pytest.raises(ArtifactError, match=rf"{model_copy}: inconsistent artifact") as error:
+        load_model(model_copy)
+    assert text in str(error.value)
+
+
+def rewrite_arrays(directory: Path, change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to the artifact's arrays and record the new sha256 in its card."""
+    arrays_path = directory / ARRAYS_FILE
     with np.load(arrays_path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     change(arrays)
     write_arrays(arrays_path, arrays)
-    # Record the new hash, so that only the consistency check can catch it.
-    edit_card(model_copy, lambda c: c["files"].update({ARRAYS_FILE: sha256_of(arrays_path)}))
+    edit_card(directory, lambda c: c["files"].update({ARRAYS_FILE: sha256_of(arrays_path)}))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.bool_, np.str_])
+def test_arrays_of_other_than_real_numbers_are_refused_naming_them(model_copy: Path, dtype: type) -> None:
+    # A complex weight passes every finiteness and sign check, and fails only when a request is scored.
+    rewrite_arrays(model_copy, lambda a: a.update({"stance.member_weights": np.ones(6, dtype=dtype)}))
+    with pytest.raises(ArtifactError) as error:
+        load_model(model_copy)
+    message = str(error.value)
+    assert message.startswith(f"{model_copy / ARRAYS_FILE}: array 'stance.member_weights' has dtype")
+    assert "not a real number type" in message
+
+
+CARD_MISDESCRIPTIONS: dict[str, tuple[dict, str]] = {
+    # name: (change to card["training"], what the message says the arrays are not)
+    "fewer networks": ({"mlp_members": 4}, "trees (weight 0.5) and 4 networks"),
+    "other weights": ({"trees_weight": 0.6}, "trees (weight 0.6) and 5 networks"),
+    "trees alone": ({"stance_kind": "trees"}, "a single trees classifier"),
+    "one network": ({"stance_kind": "mlp"}, "a single mlp classifier"),
+}
+
+
+@pytest.mark.parametrize("change", list(CARD_MISDESCRIPTIONS), ids=list(CARD_MISDESCRIPTIONS))
+def test_a_card_that_misdescribes_the_stance_stage_is_refused(model_copy: Path, change: str) -> None:
+    training, described = CARD_MISDESCRIPTIONS[change]
+    edit_card(model_copy, lambda c: c["training"].update(training))
     with pytest.raises(ArtifactError, match=rf"{model_copy}: inconsistent artifact") as error:
         load_model(model_copy)
-    assert text in str(error.value)
+    assert f"the stance stage in {ARRAYS_FILE} is not {described}, as {CARD_FILE} says" in str(error.value)
+
+
+def test_an_average_of_averages_cannot_be_stored() -> None:
+    model = load_model(DEFAULT_MODEL_DIR)
+    stage = model.stance.stance
+    nested = dataclasses.replace(
+        model.stance, stance=AveragedClassifier((stage, stage), np.array([0.5, 0.5]))
+    )
+    with pytest.raises(TypeError, match="an average of averages cannot be stored"):
+        model_arrays(model.encoder, nested)
 
 
 def test_write_arrays_is_byte_deterministic_and_round_trips(

@@ -11,6 +11,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from service.artifacts import ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE, ENCODER_FILE, load_model
+from service.config import DEFAULT_MODEL_DIR
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.stance import STANCE_LABELS
 from service.training.fnc import (
@@ -22,6 +23,7 @@ from service.training.fnc import (
     story_of,
     story_split,
 )
+from service.training.model_card import render_model_card
 from service.training.pipeline import validate
 from service.training.trainer import (
     RELATEDNESS_FEATURES,
@@ -416,6 +418,28 @@ def test_training_twice_gives_identical_artifact_bytes(tmp_path: Path) -> None:
     assert first == second
     for name in (ENCODER_FILE, ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE):
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    ("kind", "described"),
+    [
+        ("trees", "boosted trees (200 rounds of depth 3, learning rate 0.05) on all 40 features"),
+        ("logistic", "multinomial logistic regression (C = 1.0) on all 40 features"),
+        ("mlp", "a network with one hidden layer of 32 units on all 40 features"),
+        (
+            "trees_and_mlps",
+            "boosted trees (200 rounds of depth 3, learning rate 0.05; weight 0.5) and of 5 networks "
+            "with one hidden layer of 32 units that differ only in their random seed (weight 0.1 each) "
+            "on all 40 features",
+        ),
+    ],
+)
+def test_the_model_card_describes_each_stance_learner(kind: str, described: str) -> None:
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text(encoding="utf-8"))
+    card["training"]["stance_kind"] = kind
+    stage_two = next(line for line in render_model_card(card).splitlines() if line.startswith("2. "))
+    assert stage_two.startswith("2. agree / disagree / discuss on related pairs: ")
+    assert described in stage_two
 
 
 def test_validate_repeats_the_validation_of_train_on_the_same_splits(tmp_path: Path) -> None:
