@@ -238,6 +238,8 @@ def _check_stage_matches_card(stage: Classifier, training: dict) -> None:
     kind = training["stance_kind"]
     if kind == "trees_and_mlps":
         n_networks = training["mlp_members"]
+        if not isinstance(n_networks, int) or n_networks < 1:
+            raise ValueError(f"mlp_members in {CARD_FILE} must be a positive integer, not {n_networks!r}")
         network_weight = (1.0 - training["trees_weight"]) / n_networks
         expected = np.array([training["trees_weight"]] + [network_weight] * n_networks)
         matches = (

@@ -226,22 +226,24 @@ def test_arrays_of_other_than_real_numbers_are_refused_naming_them(model_copy: P
     assert "not a real number type" in message
 
 
+MISDESCRIBED = f"the stance stage in {ARRAYS_FILE} is not {{}}, as {CARD_FILE} says"
 CARD_MISDESCRIPTIONS: dict[str, tuple[dict, str]] = {
-    # name: (change to card["training"], what the message says the arrays are not)
-    "fewer networks": ({"mlp_members": 4}, "trees (weight 0.5) and 4 networks"),
-    "other weights": ({"trees_weight": 0.6}, "trees (weight 0.6) and 5 networks"),
-    "trees alone": ({"stance_kind": "trees"}, "a single trees classifier"),
-    "one network": ({"stance_kind": "mlp"}, "a single mlp classifier"),
+    # name: (change to card["training"], text the message must contain)
+    "fewer networks": ({"mlp_members": 4}, MISDESCRIBED.format("trees (weight 0.5) and 4 networks")),
+    "other weights": ({"trees_weight": 0.6}, MISDESCRIBED.format("trees (weight 0.6) and 5 networks")),
+    "trees alone": ({"stance_kind": "trees"}, MISDESCRIBED.format("a single trees classifier")),
+    "one network": ({"stance_kind": "mlp"}, MISDESCRIBED.format("a single mlp classifier")),
+    "no networks": ({"mlp_members": 0}, f"mlp_members in {CARD_FILE} must be a positive integer, not 0"),
 }
 
 
 @pytest.mark.parametrize("change", list(CARD_MISDESCRIPTIONS), ids=list(CARD_MISDESCRIPTIONS))
 def test_a_card_that_misdescribes_the_stance_stage_is_refused(model_copy: Path, change: str) -> None:
-    training, described = CARD_MISDESCRIPTIONS[change]
+    training, text = CARD_MISDESCRIPTIONS[change]
     edit_card(model_copy, lambda c: c["training"].update(training))
     with pytest.raises(ArtifactError, match=rf"{model_copy}: inconsistent artifact") as error:
         load_model(model_copy)
-    assert f"the stance stage in {ARRAYS_FILE} is not {described}, as {CARD_FILE} says" in str(error.value)
+    assert text in str(error.value)
 
 
 def test_an_average_of_averages_cannot_be_stored() -> None:
