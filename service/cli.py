@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (fewer than the machine's under a container's limits)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
 def _split_seeds(value: str) -> tuple[int, ...]:
     """An argparse type: comma-separated distinct non-negative integers."""
     try:
@@ -59,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
     train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
     train.add_argument("--model-id", default="fnc1-stance")
-    train.add_argument("--version", default="3.0.0")
+    train.add_argument("--version", default="3.1.0")
+    jobs_help = "processes that fit models at once (default: the usable CPUs); results do not depend on it"
+    train.add_argument("--jobs", type=_positive_int, default=_usable_cpus(), help=jobs_help)
 
     validate = commands.add_parser(
         "validate", help="train on the kept stories of story splits and report on the held-out ones"
@@ -76,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         help="stage-2 learner: trees, logistic, mlp or trees_and_mlps (default: that of `discourse train`)",
     )
     validate.add_argument("--out", type=Path, help="also write the report as JSON to this file")
+    validate.add_argument("--jobs", type=_positive_int, default=_usable_cpus(), help=jobs_help)
 
     for name, help_text in (
         ("evaluate", "report FNC score, macro-F1 and the confusion matrix on labelled pairs"),
@@ -134,7 +145,14 @@ def _train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     card = train(
-        args.data, args.out, args.seeds, TrainingConfig(), args.model_id, args.version, log_to_stderr
+        args.data,
+        args.out,
+        args.seeds,
+        TrainingConfig(),
+        args.model_id,
+        args.version,
+        log_to_stderr,
+        jobs=args.jobs,
     )
     mean = card["validation"]["mean"]
     log_to_stderr(
@@ -157,7 +175,7 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"discourse validate: --stance-kind: {error}", file=sys.stderr)
             return 2
     started = time.perf_counter()
-    report = validate(args.data, config, args.splits, log_to_stderr)
+    report = validate(args.data, config, args.splits, log_to_stderr, jobs=args.jobs)
     log_to_stderr(f"done in {time.perf_counter() - started:.1f} s")
     text = json.dumps(report, indent=2)
     if args.out is not None:

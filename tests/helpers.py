@@ -116,7 +116,9 @@ def tiny_training_config() -> TrainingConfig:
     return TrainingConfig(encoder=tiny_encoder_config(), trees_rounds=15, trees_depth=2)
 
 
-def train_tiny_model(out_dir: Path, data_dir: Path, seeds_dir: Path = DEFAULT_SEEDS_DIR) -> dict:
+def train_tiny_model(
+    out_dir: Path, data_dir: Path, seeds_dir: Path = DEFAULT_SEEDS_DIR, jobs: int = 1
+) -> dict:
     """Write the tiny corpus to ``data_dir``, train on it into ``out_dir``; return the card.
 
     One thread: on a corpus this small, OpenMP start-up costs the boosting far
@@ -132,4 +134,5 @@ def train_tiny_model(out_dir: Path, data_dir: Path, seeds_dir: Path = DEFAULT_SE
             model_id="tiny-test-model",
             version="0.0.1",
             progress=lambda _message: None,
+            jobs=jobs,
         )

@@ -104,6 +104,7 @@ def test_validate_reports_the_chosen_story_splits_as_json(
         (["--splits", "1,x"], "expected comma-separated integers"),
         (["--splits", "2,2"], "distinct and non-negative"),
         (["--stance-kind", "forest"], "stance_kind must be one of"),
+        (["--jobs", "0"], "must be at least 1, not 0"),
     ],
 )
 def test_validate_usage_errors_exit_2(

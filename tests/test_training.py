@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from service.training.fnc import (
     story_split,
 )
 from service.training.model_card import render_model_card
-from service.training.pipeline import validate
+from service.training.pipeline import run_tasks, validate
 from service.training.trainer import (
     RELATEDNESS_FEATURES,
     WORDING_COLUMNS,
@@ -449,6 +450,41 @@ def test_validate_repeats_the_validation_of_train_on_the_same_splits(tmp_path: P
     by_seed = {split["split_seed"]: split for split in card["validation"]["splits"]}
     assert report["splits"] == [by_seed[4], by_seed[0]]
     assert report["training"] == card["training"]
+
+
+def test_training_with_two_processes_writes_the_same_artifact_as_with_one(tmp_path: Path) -> None:
+    card_one = train_tiny_model(tmp_path / "one", tmp_path / "data")
+    card_two = train_tiny_model(tmp_path / "two", tmp_path / "data", jobs=2)
+    assert card_two == card_one
+    for name in (ARRAYS_FILE, ENCODER_FILE, CARD_FILE, CARD_MARKDOWN_FILE):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+def test_validate_reports_the_same_splits_with_two_processes(tmp_path: Path) -> None:
+    write_fnc_csvs(tmp_path / "data")
+    one = validate(tmp_path / "data", tiny_training_config(), (2, 0, 1), jobs=1)
+    two = validate(tmp_path / "data", tiny_training_config(), (2, 0, 1), jobs=2)
+    assert [split["split_seed"] for split in two["splits"]] == [2, 0, 1]
+    assert two == one
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_tasks_returns_results_in_task_order_and_reports_each_once(jobs: int) -> None:
+    done: list[tuple[int, int]] = []
+    results = run_tasks([partial(pow, 2, n) for n in range(5)], jobs, lambda i, r: done.append((i, r)))
+    assert results == [1, 2, 4, 8, 16]
+    assert sorted(done) == [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16)]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_tasks_raises_the_error_of_a_failing_task(jobs: int) -> None:
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_tasks([partial(int, "7"), partial(int, "seven")], jobs, lambda _i, _r: None)
+
+
+def test_run_tasks_refuses_fewer_than_one_job() -> None:
+    with pytest.raises(ValueError, match="jobs must be at least 1, not 0"):
+        run_tasks([partial(int, "7")], 0, lambda _i, _r: None)
 
 
 def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None:
