@@ -39,7 +39,7 @@ def _positive_int(value: str) -> int:
 
 
 def _usable_cpus() -> int:
-    """CPUs this process may run on (fewer than the machine's under a container's limits)."""
+    """CPUs this process may run on: its affinity mask (taskset, cpusets), not a CPU quota."""
     if hasattr(os, "sched_getaffinity"):
         return max(len(os.sched_getaffinity(0)), 1)
     return os.cpu_count() or 1
@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from service.domain.scorer import UnknownReferenceError
     from service.reference_files import ReferenceFileError
     from service.training.fnc import DataFormatError
+    from service.training.process_pool import TrainingProcessError
 
     try:
         return _COMMANDS[args.command](args)
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataFormatError,
         InputFileError,
         UnknownReferenceError,
+        TrainingProcessError,
     ) as error:
         print(f"discourse {args.command}: {error}", file=sys.stderr)
         return 1

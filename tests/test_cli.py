@@ -119,6 +119,14 @@ def test_validate_usage_errors_exit_2(
     assert message in capsys.readouterr().err
 
 
+def test_train_refuses_fewer_than_one_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", str(tmp_path / "model"), "--jobs", "0"])
+    assert exit_.value.code == 2
+    assert "--jobs: must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
 # -- predict-pairs and evaluate ---------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from service.training.fnc import (
     story_split,
 )
 from service.training.model_card import render_model_card
-from service.training.pipeline import run_tasks, validate
+from service.training.pipeline import validate
 from service.training.trainer import (
     RELATEDNESS_FEATURES,
     WORDING_COLUMNS,
@@ -466,25 +465,6 @@ def test_validate_reports_the_same_splits_with_two_processes(tmp_path: Path) -> 
     two = validate(tmp_path / "data", tiny_training_config(), (2, 0, 1), jobs=2)
     assert [split["split_seed"] for split in two["splits"]] == [2, 0, 1]
     assert two == one
-
-
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_run_tasks_returns_results_in_task_order_and_reports_each_once(jobs: int) -> None:
-    done: list[tuple[int, int]] = []
-    results = run_tasks([partial(pow, 2, n) for n in range(5)], jobs, lambda i, r: done.append((i, r)))
-    assert results == [1, 2, 4, 8, 16]
-    assert sorted(done) == [(0, 1), (1, 2), (2, 4), (3, 8), (4, 16)]
-
-
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_run_tasks_raises_the_error_of_a_failing_task(jobs: int) -> None:
-    with pytest.raises(ValueError, match="invalid literal"):
-        run_tasks([partial(int, "7"), partial(int, "seven")], jobs, lambda _i, _r: None)
-
-
-def test_run_tasks_refuses_fewer_than_one_job() -> None:
-    with pytest.raises(ValueError, match="jobs must be at least 1, not 0"):
-        run_tasks([partial(int, "7")], 0, lambda _i, _r: None)
 
 
 def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None:

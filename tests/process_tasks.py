@@ -1,0 +1,42 @@
+"""Tasks for the process-pool tests: module-level, so that worker processes can unpickle them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def wait_for_file(path: Path, value: str, timeout: float = 60.0) -> str:
+    """Return ``value`` once ``path`` exists (so this task finishes after the one that writes it)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.01)
+    return value
+
+
+def write_file(path: Path, value: str) -> str:
+    """Create ``path`` and return ``value``."""
+    path.write_text(value, encoding="utf-8")
+    return value
+
+
+def sleep_then_return(seconds: float, value: str) -> str:
+    """Return ``value`` after ``seconds``."""
+    time.sleep(seconds)
+    return value
+
+
+def fail(message: str) -> str:
+    """Raise ``ValueError(message)``."""
+    raise ValueError(message)
+
+
+def thread_pools() -> list[dict]:
+    """threadpoolctl's report on the numerical libraries a training task uses, once loaded."""
+    from threadpoolctl import threadpool_info
+
+    import service.training.trainer  # noqa: F401  (loads numpy, scipy and scikit-learn's OpenMP)
+
+    return threadpool_info()
