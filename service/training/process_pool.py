@@ -6,20 +6,29 @@ logistic regressions, for one) follows the thread count, so the trained arrays
 changed with the machine's cores. One thread per fit and one fit per core also
 uses two cores better than one fit's threads do: the small networks gain
 nothing from a second thread.
+
+Each task gets a process of its own (a handful of tasks, each taking a minute
+or more, so starting a process costs little), which this module can stop at
+once and whose death it sees at once: ``concurrent.futures`` can do neither
+reliably on Python 3.11.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
+import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
 
 Result = TypeVar("Result")
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class TrainingProcessError(RuntimeError):
@@ -32,13 +41,6 @@ def run_with_one_thread(task: Callable[[], Result]) -> Result:
         return task()
 
 
-def _start_worker() -> None:
-    # threadpool_limits reaches only the libraries already loaded; one that a task loads
-    # later reads its thread count from these when it loads.
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = "1"
-
-
 def run_tasks(
     tasks: Sequence[Callable[[], Result]], jobs: int, on_done: Callable[[int, Result], None]
 ) -> list[Result]:
@@ -46,7 +48,7 @@ def run_tasks(
 
     ``on_done(index, result)`` is called in this process as each task finishes,
     in the order they finish. With ``jobs == 1`` (or a single task) the tasks
-    run here, one after the other; otherwise each is sent to a worker process,
+    run here, one after the other; otherwise each runs in a process of its own,
     so it must be picklable: a module-level function or a
     :func:`functools.partial` of one, not a lambda.
 
@@ -68,55 +70,81 @@ def run_tasks(
     return _run_in_workers(tasks, min(jobs, len(tasks)), on_done)
 
 
+def _work(results: Connection, pickled_task: bytes) -> None:
+    """A worker's whole life: run one task and send back ("ok", result) or ("error", exception)."""
+    # Set before the task is unpickled (which imports numpy, scipy and scikit-learn): a
+    # library reads these when it loads, and threadpool_limits reaches only loaded ones.
+    for variable in _THREAD_VARIABLES:
+        os.environ[variable] = "1"
+    try:
+        message = ("ok", run_with_one_thread(pickle.loads(pickled_task)))
+    except BaseException as error:  # every failure, Ctrl-C included, goes back to the parent
+        error.add_note(f"in the training worker process:\n{traceback.format_exc()}")
+        message = ("error", error)
+    try:
+        results.send(message)
+    except (pickle.PicklingError, TypeError, AttributeError) as error:
+        results.send(("error", RuntimeError(f"the training worker could not send back its result: {error}")))
+    finally:
+        results.close()
+
+
 def _run_in_workers(
     tasks: Sequence[Callable[[], Result]], workers: int, on_done: Callable[[int, Result], None]
 ) -> list[Result]:
-    results: dict[int, Result] = {}
-    waiting: Iterator[tuple[int, Callable[[], Result]]] = iter(enumerate(tasks))
     # Spawned, not forked: a fork of a process whose OpenMP threads have started can hang.
-    executor = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
-    )
-    running: dict[Future, int] = {}
+    context = multiprocessing.get_context("spawn")
+    waiting: Iterator[tuple[int, Callable[[], Result]]] = iter(enumerate(tasks))
+    running: dict[Connection, tuple[int, BaseProcess]] = {}
+    results: dict[int, Result] = {}
 
-    def submit_next() -> None:
-        # No more tasks in flight than workers, so that none is queued to start after a failure.
+    def start_next() -> None:
         item = next(waiting, None)
-        if item is not None:
-            index, task = item
-            running[executor.submit(run_with_one_thread, task)] = index
+        if item is None:
+            return
+        index, task = item
+        receiver, sender = context.Pipe(duplex=False)
+        # The task goes pickled (the same IPC a process pool uses) so that the worker
+        # unpickles it, and so imports the numerical libraries, after its thread settings.
+        worker = context.Process(
+            target=_work, args=(sender, pickle.dumps(task)), name=f"training-task-{index}", daemon=True
+        )
+        worker.start()
+        sender.close()  # the worker's copy is the only one left: its end means the worker's end
+        running[receiver] = (index, worker)
 
     try:
         for _ in range(workers):
-            submit_next()
+            start_next()
         while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index = running.pop(future)
-                results[index] = future.result()
-                on_done(index, results[index])
-                submit_next()
-    except BrokenProcessPool as error:
-        _stop(executor)
-        raise TrainingProcessError(
-            "a training process ended before returning its result (killed, or out of memory: "
-            "each needs up to about 1 GiB); try a smaller --jobs"
-        ) from error
+            for receiver in wait(list(running)):
+                index, worker = running.pop(receiver)
+                try:
+                    status, payload = receiver.recv()
+                except EOFError:
+                    worker.join()
+                    raise TrainingProcessError(
+                        f"a training process ended before returning its result (exit code "
+                        f"{worker.exitcode}: killed, or out of memory? each needs up to about 1 GiB); "
+                        "try a smaller --jobs"
+                    ) from None
+                finally:
+                    receiver.close()
+                worker.join()
+                if status == "error":
+                    raise payload
+                results[index] = payload
+                on_done(index, payload)
+                start_next()
     except BaseException:
-        _stop(executor)
+        _stop([worker for _index, worker in running.values()])
         raise
-    executor.shutdown()
     return [results[index] for index in range(len(tasks))]
 
 
-def _stop(executor: ProcessPoolExecutor) -> None:
-    """Shut ``executor`` down without waiting for the tasks still running: end its workers."""
-    # Python 3.14 has executor.terminate_workers(); before it, the worker processes are
-    # only reachable through this attribute, and shutdown() forgets them.
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)
+def _stop(workers: list[BaseProcess]) -> None:
+    """End the workers still running, without waiting for their tasks."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join()
