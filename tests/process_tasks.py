@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -40,3 +42,40 @@ def thread_pools() -> list[dict]:
     import service.training.trainer  # noqa: F401  (loads numpy, scipy and scikit-learn's OpenMP)
 
     return threadpool_info()
+
+
+class TwoArgumentError(Exception):
+    """An exception that pickle cannot rebuild: its constructor takes two arguments, ``args`` has one."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+def fail_with_two_arguments() -> str:
+    """Raise :class:`TwoArgumentError`."""
+    raise TwoArgumentError("the task", "failed")
+
+
+def write_pid_then_sleep(path: Path, seconds: float) -> str:
+    """Write this process's id to ``path``, then sleep ``seconds``."""
+    path.write_text(str(os.getpid()), encoding="utf-8")
+    time.sleep(seconds)
+    return "slept"
+
+
+def fail_once_file_exists(path: Path, message: str) -> str:
+    """Raise ``ValueError(message)`` once ``path`` exists."""
+    wait_for_file(path, "")
+    raise ValueError(message)
+
+
+def kill_self(signal_number: int) -> str:
+    """End this process with ``signal_number``, as the out-of-memory killer would with SIGKILL."""
+    os.kill(os.getpid(), signal_number)
+    time.sleep(60)
+    return "not reached"
+
+
+def return_a_lock() -> threading.Lock:
+    """A result that pickle cannot send back."""
+    return threading.Lock()

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import time
+import signal
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from service.training.process_pool import TrainingProcessError, run_tasks
-from tests.process_tasks import fail, sleep_then_return, thread_pools, wait_for_file, write_file
+from tests.process_tasks import (
+    fail_once_file_exists,
+    fail_with_two_arguments,
+    kill_self,
+    return_a_lock,
+    sleep_then_return,
+    thread_pools,
+    wait_for_file,
+    write_file,
+    write_pid_then_sleep,
+)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -29,6 +40,9 @@ def test_results_come_in_task_order_and_each_is_reported_once_as_it_finishes(
     assert done == expected_order
 
 
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="with one CPU the libraries start with one thread anyway"
+)
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_every_task_runs_with_one_blas_and_one_openmp_thread(jobs: int) -> None:
     for libraries in run_tasks([thread_pools, thread_pools], jobs, lambda _i, _r: None):
@@ -36,27 +50,66 @@ def test_every_task_runs_with_one_blas_and_one_openmp_thread(jobs: int) -> None:
         assert [library["num_threads"] for library in libraries] == [1] * len(libraries)
 
 
+def _has_ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def test_a_failing_task_stops_the_others_at_once(tmp_path: Path) -> None:
-    never_started = tmp_path / "third-ran"
+    pid_file, never_started = tmp_path / "slow.pid", tmp_path / "third-ran"
     tasks = [
-        partial(sleep_then_return, 60.0, "slow"),
-        partial(fail, "the second task failed"),
+        partial(write_pid_then_sleep, pid_file, 60.0),
+        partial(fail_once_file_exists, pid_file, "the second task failed"),
         partial(write_file, never_started, "third"),
     ]
-    started = time.monotonic()
     with pytest.raises(ValueError, match="the second task failed"):
         run_tasks(tasks, 2, lambda _i, _r: None)
-    # Not the 60 s of the slow task: it was stopped, and the third was never sent.
-    assert time.monotonic() - started < 30.0
+    assert _has_ended(int(pid_file.read_text(encoding="utf-8")))
+    assert multiprocessing.active_children() == []
     assert not never_started.exists()
 
 
-def test_a_worker_that_dies_is_a_training_process_error() -> None:
-    tasks = [partial(os._exit, 3), partial(sleep_then_return, 60.0, "slow")]
-    started = time.monotonic()
-    with pytest.raises(TrainingProcessError, match="try a smaller --jobs"):
+def test_an_error_in_on_done_stops_the_other_workers(tmp_path: Path) -> None:
+    pid_file = tmp_path / "slow.pid"
+
+    def on_done(_index: int, _result: str) -> None:
+        raise RuntimeError("the caller's callback failed")
+
+    tasks = [partial(write_pid_then_sleep, pid_file, 60.0), partial(wait_for_file, pid_file, "fast")]
+    with pytest.raises(RuntimeError, match="the caller's callback failed"):
+        run_tasks(tasks, 2, on_done)
+    assert _has_ended(int(pid_file.read_text(encoding="utf-8")))
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_killed_by_a_signal_is_a_training_process_error_that_names_it() -> None:
+    tasks = [partial(kill_self, signal.SIGKILL), partial(sleep_then_return, 60.0, "slow")]
+    with pytest.raises(
+        TrainingProcessError, match=r"killed by signal 9 .*out of memory.*try a smaller --jobs"
+    ):
         run_tasks(tasks, 2, lambda _i, _r: None)
-    assert time.monotonic() - started < 30.0
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_that_exits_without_a_result_is_a_training_process_error() -> None:
+    with pytest.raises(TrainingProcessError, match="exited with code 3 before returning its result"):
+        run_tasks([partial(os._exit, 3), partial(sleep_then_return, 60.0, "slow")], 2, lambda _i, _r: None)
+
+
+def test_a_result_that_cannot_be_sent_back_is_an_error_that_says_so() -> None:
+    tasks = [return_a_lock, partial(sleep_then_return, 0.0, "fine")]
+    with pytest.raises(RuntimeError, match="could not send back its result"):
+        run_tasks(tasks, 2, lambda _i, _r: None)
+
+
+def test_an_error_that_cannot_be_unpickled_still_arrives_with_its_text() -> None:
+    tasks = [partial(fail_with_two_arguments), partial(sleep_then_return, 0.0, "fine")]
+    with pytest.raises(RuntimeError, match="TwoArgumentError: the task: failed") as raised:
+        run_tasks(tasks, 2, lambda _i, _r: None)
+    assert any("in the training worker process" in note for note in raised.value.__notes__)
 
 
 def test_an_in_process_task_error_is_raised_as_is() -> None:

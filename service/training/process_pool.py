@@ -18,6 +18,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -32,7 +34,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 
 
 class TrainingProcessError(RuntimeError):
-    """A worker process ended without returning its task's result (killed, or out of memory)."""
+    """A worker process ended without returning its task's result (killed, perhaps for memory)."""
 
 
 def run_with_one_thread(task: Callable[[], Result]) -> Result:
@@ -72,21 +74,46 @@ def run_tasks(
 
 def _work(results: Connection, pickled_task: bytes) -> None:
     """A worker's whole life: run one task and send back ("ok", result) or ("error", exception)."""
+    # Only this process may hold the pipe's write end: its closing is how the parent
+    # learns that the worker died.
+    os.set_inheritable(results.fileno(), False)
+    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     # Set before the task is unpickled (which imports numpy, scipy and scikit-learn): a
     # library reads these when it loads, and threadpool_limits reaches only loaded ones.
     for variable in _THREAD_VARIABLES:
         os.environ[variable] = "1"
     try:
-        message = ("ok", run_with_one_thread(pickle.loads(pickled_task)))
+        message: tuple[str, object] = ("ok", run_with_one_thread(pickle.loads(pickled_task)))
     except BaseException as error:  # every failure, Ctrl-C included, goes back to the parent
         error.add_note(f"in the training worker process:\n{traceback.format_exc()}")
         message = ("error", error)
     try:
-        results.send(message)
-    except (pickle.PicklingError, TypeError, AttributeError) as error:
-        results.send(("error", RuntimeError(f"the training worker could not send back its result: {error}")))
+        results.send_bytes(_pickled_message(message))
     finally:
         results.close()
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the parent process ends, however it ended (even by SIGTERM)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+
+def _pickled_message(message: tuple[str, object]) -> bytes:
+    """``message`` as bytes the parent can unpickle, or an error message that says why not."""
+    try:
+        data = pickle.dumps(message)
+        pickle.loads(data)  # an exception whose constructor pickle cannot call again fails here
+        return data
+    except Exception as error:
+        status, payload = message
+        what = "result" if status == "ok" else f"error {type(payload).__name__}: {payload}"
+        replacement = RuntimeError(f"the training worker could not send back its {what} ({error!r})")
+        for note in getattr(payload, "__notes__", []):
+            replacement.add_note(note)
+        return pickle.dumps(("error", replacement))
 
 
 def _run_in_workers(
@@ -120,31 +147,49 @@ def _run_in_workers(
             for receiver in wait(list(running)):
                 index, worker = running.pop(receiver)
                 try:
-                    status, payload = receiver.recv()
-                except EOFError:
-                    worker.join()
-                    raise TrainingProcessError(
-                        f"a training process ended before returning its result (exit code "
-                        f"{worker.exitcode}: killed, or out of memory? each needs up to about 1 GiB); "
-                        "try a smaller --jobs"
-                    ) from None
+                    data = receiver.recv_bytes()
+                except (EOFError, OSError):  # nothing, or part of a message: the worker died
+                    data = None
                 finally:
                     receiver.close()
-                worker.join()
+                exit_code = _finish(worker)
+                if data is None:
+                    raise TrainingProcessError(_death_message(exit_code))
+                status, payload = pickle.loads(data)
                 if status == "error":
                     raise payload
                 results[index] = payload
                 on_done(index, payload)
                 start_next()
     except BaseException:
-        _stop([worker for _index, worker in running.values()])
+        for receiver, (_index, worker) in running.items():
+            receiver.close()
+            worker.terminate()
+        for _index, worker in running.values():
+            _finish(worker)
         raise
     return [results[index] for index in range(len(tasks))]
 
 
-def _stop(workers: list[BaseProcess]) -> None:
-    """End the workers still running, without waiting for their tasks."""
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
+def _finish(worker: BaseProcess) -> int | None:
+    """Wait for ``worker`` to exit (ending it if a thread it left keeps it alive), free it; its exit code."""
+    worker.join(timeout=10)
+    if worker.is_alive():
+        worker.kill()
         worker.join()
+    exit_code = worker.exitcode
+    worker.close()
+    return exit_code
+
+
+def _death_message(exit_code: int | None) -> str:
+    """Why a worker gave no result, for someone who must decide what to change."""
+    if exit_code is not None and exit_code < 0:
+        cause = f"was killed by signal {-exit_code}"
+        if -exit_code == signal.SIGKILL:
+            cause += " (usually the system running out of memory: each process needs up to about 1 GiB)"
+        return f"a training process {cause} before returning its result; try a smaller --jobs"
+    return (
+        f"a training process exited with code {exit_code} before returning its result "
+        "(its error, if any, is above)"
+    )
