@@ -28,13 +28,20 @@ from tests.process_tasks import (
 def test_results_come_in_task_order_and_each_is_reported_once_as_it_finishes(
     jobs: int, tmp_path: Path
 ) -> None:
-    signal = tmp_path / "second-done"
-    # With two workers the first task waits for the second, so it must finish last.
-    first = partial(wait_for_file, signal, "first") if jobs > 1 else partial(sleep_then_return, 0.0, "first")
-    done: list[tuple[int, str]] = []
-    results = run_tasks(
-        [first, partial(write_file, signal, "second")], jobs, lambda i, r: done.append((i, r))
+    reported = tmp_path / "second-reported"
+    # With two workers the first task waits until the second has been reported, so it is
+    # reported last (tasks that finish together would be reported in task order).
+    first = (
+        partial(wait_for_file, reported, "first") if jobs > 1 else partial(sleep_then_return, 0.0, "first")
     )
+    done: list[tuple[int, str]] = []
+
+    def on_done(index: int, result: str) -> None:
+        done.append((index, result))
+        if index == 1:
+            reported.touch()
+
+    results = run_tasks([first, partial(sleep_then_return, 0.0, "second")], jobs, on_done)
     assert results == ["first", "second"]
     expected_order = [(1, "second"), (0, "first")] if jobs > 1 else [(0, "first"), (1, "second")]
     assert done == expected_order

@@ -48,8 +48,8 @@ def run_tasks(
 ) -> list[Result]:
     """Results of ``tasks`` in task order, computed by up to ``jobs`` processes, one thread each.
 
-    ``on_done(index, result)`` is called in this process as each task finishes,
-    in the order they finish. With ``jobs == 1`` (or a single task) the tasks
+    ``on_done(index, result)`` is called in this process as each task finishes
+    (tasks that finish together in task order). With ``jobs == 1`` (or a single task) the tasks
     run here, one after the other; otherwise each runs in a process of its own,
     so it must be picklable: a module-level function or a
     :func:`functools.partial` of one, not a lambda.
