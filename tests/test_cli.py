@@ -127,6 +127,28 @@ def test_train_refuses_fewer_than_one_job(tmp_path: Path, capsys: pytest.Capture
     assert not (tmp_path / "model").exists()
 
 
+class _ClosedPipe:
+    """A stderr whose reader went away."""
+
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_progress_to_a_reader_that_went_away_does_not_stop_the_work(
+    tmp_path: Path, pair_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "report.json"
+    monkeypatch.setattr(sys, "stderr", _ClosedPipe())
+    argv = ["validate", "--data", str(pair_files[0].parent), "--splits", "1", "--stance-kind", "trees"]
+    with threadpool_limits(limits=1):
+        status = main([*argv, "--out", str(out)])
+    assert status == 0
+    assert [split["split_seed"] for split in json.loads(out.read_text(encoding="utf-8"))["splits"]] == [1]
+
+
 # -- predict-pairs and evaluate ---------------------------------------------------
 
 

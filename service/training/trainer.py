@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -121,8 +122,13 @@ Progress = Callable[[str], None]
 
 
 def log_to_stderr(message: str) -> None:
-    """Default progress sink: a timestamped line on stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    """Default progress sink: a timestamped line on stderr, or nothing once no one reads it.
+
+    Progress is for whoever watches: a reader that went away (``discourse train 2>&1 | head``)
+    must not stop a training run that then writes no model.
+    """
+    with contextlib.suppress(BrokenPipeError, ValueError):  # ValueError: stderr itself was closed
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def fit_encoder(pairs: PairSet, config: EncoderConfig) -> TextEncoder:
