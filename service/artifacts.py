@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import unicodedata
 import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from service.domain.stance import (
     WordingModel,
 )
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Version of the file layout; bumped when this module reads files differently."""
 
 ENCODER_FILE = "encoder.json"
@@ -333,4 +335,11 @@ def encoder_document(encoder: TextEncoder) -> dict:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose behaviour the artifact depends on."""
-    return {"scikit-learn": sklearn.__version__, "numpy": np.__version__}
+    # The text normalisation depends on the Unicode database of the Python build (NFKC) and on
+    # the confusables table; recorded so that a retrain can be compared, not checked at load.
+    return {
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "unicode": unicodedata.unidata_version,
+        "confusable-homoglyphs": metadata.version("confusable-homoglyphs"),
+    }

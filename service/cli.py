@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
     train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
     train.add_argument("--model-id", default="fnc1-stance")
-    train.add_argument("--version", default="3.1.0")
+    train.add_argument("--version", default="4.0.0")
     jobs_help = "processes that fit models at once (default: the usable CPUs); results do not depend on it"
     train.add_argument("--jobs", type=_positive_int, default=_usable_cpus(), help=jobs_help)
 
@@ -93,10 +93,20 @@ def _parser() -> argparse.ArgumentParser:
         ("predict-pairs", "write stance and similarity for every (headline, body) pair"),
     ):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--stances", type=Path, required=True, help="FNC-format stance CSV")
-        sub.add_argument("--bodies", type=Path, required=True, help="FNC-format bodies CSV")
+        evaluating = name == "evaluate"
+        sub.add_argument("--stances", type=Path, required=not evaluating, help="FNC-format stance CSV")
+        sub.add_argument("--bodies", type=Path, required=not evaluating, help="FNC-format bodies CSV")
         sub.add_argument("--model", help="model name under models/ or a directory")
-        if name == "predict-pairs":
+        if evaluating:
+            sub.add_argument(
+                "--narrative",
+                type=Path,
+                help="instead of FNC pairs: a JSONL of labelled passages scored against a reference "
+                "(tests/data/narrative/passages.jsonl)",
+            )
+            sub.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
+            sub.add_argument("--reference", help="reference id (default: the default reference)")
+        else:
             sub.add_argument("--out", type=Path, required=True, help="CSV to write")
 
     score = commands.add_parser("score", help="score a JSONL or CSV file of texts, write JSONL")
@@ -104,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, help="output JSONL (default: standard output)")
     score.add_argument("--reference", help="reference id (default: the default reference)")
     score.add_argument("--explain", action="store_true", help="add evidence to every result")
+    score.add_argument(
+        "--format",
+        choices=("text", "html", "markdown"),
+        default="text",
+        help="how to read every text: plain text (default), HTML or Markdown",
+    )
     score.add_argument("--batch-size", type=_positive_int, default=64)
     score.add_argument("--model", help="model name under models/ or a directory")
     score.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR)
@@ -190,7 +206,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from service.artifacts import load_model
     from service.training.pipeline import evaluate
 
-    report = evaluate(load_model(_model_dir(args.model)), args.stances, args.bodies)
+    if args.narrative is not None:
+        from service.training.pipeline import evaluate_narrative
+
+        if args.stances or args.bodies:
+            print("discourse evaluate: --narrative goes without --stances and --bodies", file=sys.stderr)
+            return 2
+        report = evaluate_narrative(
+            load_model(_model_dir(args.model)), args.seeds, args.narrative, args.reference
+        )
+    elif args.stances is None or args.bodies is None:
+        print("discourse evaluate: give --stances and --bodies, or --narrative", file=sys.stderr)
+        return 2
+    else:
+        report = evaluate(load_model(_model_dir(args.model)), args.stances, args.bodies)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -271,11 +300,11 @@ def _score(args: argparse.Namespace) -> int:
             for item in itertools.chain([] if first is None else [first], items):
                 batch.append(item)
                 if len(batch) == args.batch_size:
-                    _write_batch(runtime.scorer, batch, reference.id, args.explain, out)
+                    _write_batch(runtime.scorer, batch, reference.id, args.explain, args.format, out)
                     bar.update(len(batch))
                     batch = []
             if batch:
-                _write_batch(runtime.scorer, batch, reference.id, args.explain, out)
+                _write_batch(runtime.scorer, batch, reference.id, args.explain, args.format, out)
                 bar.update(len(batch))
     finally:
         if out is not sys.stdout:
@@ -283,10 +312,12 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_batch(scorer, batch, reference_id: str, explain: bool, out) -> None:
+def _write_batch(scorer, batch, reference_id: str, explain: bool, text_format: str, out) -> None:
     ids = [i for i, _ in batch]
     texts = [t for _, t in batch]
-    for result in scorer.score(texts, ids=ids, reference_id=reference_id, explain=explain):
+    for result in scorer.score(
+        texts, ids=ids, reference_id=reference_id, explain=explain, formats=text_format
+    ):
         document = {"reference": reference_id, **result_document(result)}
         out.write(json.dumps(document, ensure_ascii=False) + "\n")
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.sparse.linalg import norm as sparse_norm
+from sklearn.feature_extraction.text import HashingVectorizer
 
-from service.domain.encoding import LEXICON_NAMES, EncoderConfig, TextEncoder
+from service.domain.encoding import LEXICON_NAMES, EncoderConfig, TextEncoder, hashed_char_wb_counts
 from service.domain.lexicon import LEXICONS
 from service.domain.text import tokenize
 from tests.helpers import tiny_encoder_config
@@ -113,12 +116,40 @@ def test_term_presence_counts_and_unknown_words(encoder: TextEncoder) -> None:
     assert encoded.n_known[0] == 4
 
 
-def test_sublinear_term_frequency(encoder: TextEncoder) -> None:
-    encoded = encoder.encode(["meteorite meteorite meteorite meteorite crater"]).word.toarray()[0]
+def test_term_frequency_saturates(encoder: TextEncoder) -> None:
+    k = encoder.config.tf_saturation
     idf = encoder.word_idf
-    expected_ratio = (1 + np.log(4)) * idf[column(encoder, "meteorite")] / idf[column(encoder, "crater")]
-    ratio = encoded[column(encoder, "meteorite")] / encoded[column(encoder, "crater")]
-    assert ratio == pytest.approx(expected_ratio)
+    ratios = []
+    for tf in (4, 40):
+        # Function words between the repeats: a sentence, not a keyword list.
+        encoded = encoder.encode([" ".join(["the meteorite"] * tf) + " and the crater"]).word.toarray()[0]
+        expected = (
+            tf * (k + 1) / (tf + k) * idf[column(encoder, "meteorite")] / idf[column(encoder, "crater")]
+        )
+        ratios.append(encoded[column(encoder, "meteorite")] / encoded[column(encoder, "crater")])
+        assert ratios[-1] == pytest.approx(expected)
+    # Ten times the repetition adds little, and never more than k + 1 times one occurrence.
+    assert ratios[1] / ratios[0] < 1.3
+    assert ratios[1] < (k + 1) * idf[column(encoder, "meteorite")] / idf[column(encoder, "crater")]
+
+
+def test_keyword_lists_and_repeated_sentences_count_less(encoder: TextEncoder) -> None:
+    prose = "A meteorite hit the crater near the town, and residents heard it at night."
+    tags = "Tags: meteorite, crater, Managua, shark, beach, surfboards."
+    encoded = encoder.encode([prose, prose + " " + tags, prose + " " + prose + " " + prose, tags])
+    similarity = (encoded.word @ encoded.word[0].T).toarray().ravel()
+    assert similarity[2] == pytest.approx(1.0)  # repeats count once: the same direction and norm
+    n_prose = encoded.n_tokens[0]
+    assert encoded.n_listed.tolist() == [0, 7, 2 * n_prose, 7]
+    # The tag line's words are in the text's norm but count a tenth in its vector.
+    assert np.linalg.norm(encoded.word[3].toarray()) == pytest.approx(encoder.config.list_weight)
+    assert 0 < similarity[1] < 1.0
+
+
+def test_a_sentence_in_another_language_is_not_taken_for_a_keyword_list(encoder: TextEncoder) -> None:
+    russian = "Расширение НАТО угрожает безопасности России и всей Европы считают сегодня в Москве эксперты"
+    encoded = encoder.encode([russian])
+    assert encoded.n_listed.tolist() == [0]
 
 
 def test_char_ngrams_match_inflections_the_vocabulary_does_not_know(encoder: TextEncoder) -> None:
@@ -219,3 +250,32 @@ def test_config_round_trips_and_refuses_unknown_settings() -> None:
     assert EncoderConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown encoder settings"):
         EncoderConfig.from_dict({**config.to_dict(), "surprise": 1})
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    texts=st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=60), min_size=1, max_size=4),
+    n_min=st.integers(1, 4),
+    extra=st.integers(0, 2),
+    bits=st.sampled_from([4, 10, 20]),
+)
+def test_the_fast_char_hasher_equals_scikit_learns(
+    texts: list[str], n_min: int, extra: int, bits: int
+) -> None:
+    """Training fits the character IDF with scikit-learn's HashingVectorizer and scoring counts with
+    our array version: the same columns and counts for any Unicode text, or weights land on the
+    wrong columns silently."""
+    ours = hashed_char_wb_counts(texts, n_min, n_min + extra, 2**bits)
+    theirs = HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(n_min, n_min + extra),
+        n_features=2**bits,
+        alternate_sign=False,
+        norm=None,
+        lowercase=True,
+    ).transform(texts)
+    theirs.sort_indices()
+    assert ours.shape == theirs.shape
+    assert ours.indptr.tolist() == theirs.indptr.tolist()
+    assert ours.indices.tolist() == theirs.indices.tolist()
+    assert ours.data.tolist() == theirs.data.tolist()

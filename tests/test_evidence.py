@@ -6,8 +6,9 @@ import pytest
 
 from service.domain.encoding import TextEncoder
 from service.domain.evidence import Evidence, find_evidence
+from service.domain.normalization import normalize
 from service.domain.references import Claim, PreparedReference, Reference, prepare_reference
-from service.domain.text import clean, split_sentences, tokenize
+from service.domain.text import split_sentences, tokenize
 from service.runtime import Runtime
 from tests.helpers import tiny_encoder_config
 
@@ -41,11 +42,15 @@ def evidence_for(encoder: TextEncoder, reference: PreparedReference, texts: list
 
 def assert_offsets_are_right(text: str, body: str, evidence: Evidence) -> None:
     """Each match names a whole sentence of ``text`` and a passage of ``body``, by character offsets."""
-    sentences = {(s.start, s.end): s.text for s in split_sentences(clean(text))}
+    normalized = normalize(text)
+    sentences = {normalized.source_span(s.start, s.end): s.text for s in split_sentences(normalized.text)}
     for match in evidence.passages:
         assert (match.text_start, match.text_end) in sentences
-        # Cleaning replaces invisible characters one for one, so offsets index the text as sent.
-        assert clean(text[match.text_start : match.text_end]) == sentences[(match.text_start, match.text_end)]
+        # Offsets index the text as sent; normalising that passage gives the sentence read.
+        assert (
+            normalize(text[match.text_start : match.text_end]).text
+            == sentences[(match.text_start, match.text_end)]
+        )
         assert body[match.reference_start : match.reference_end] == match.reference_passage
         assert 0 < match.similarity <= 1
 

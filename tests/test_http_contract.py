@@ -150,6 +150,51 @@ def test_reference_passages_match_the_reference_text_even_with_invisible_charact
     assert text[passage["reference_start"] : passage["reference_end"]] == passage["reference_passage"]
 
 
+def test_html_texts_are_read_as_markup_with_offsets_into_the_html_as_sent(
+    client: FlaskClient, spec: dict
+) -> None:
+    html = (
+        '<p>NATO <b>expansion</b> is a threat to Russia&#8217;s security.</p><p>The <a href="https://x.org">'
+        "Euro-Atlantic</a> security order has failed.</p>"
+    )
+    plain = "NATO expansion is a threat to Russia's security. The Euro-Atlantic security order has failed."
+    response = post_json(
+        client,
+        {"texts": [{"text": html, "format": "html"}, {"text": plain}, {"text": html}], "explain": True},
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert conforms(spec, "ScoreResponse", body) == []
+    as_html, as_plain, as_text = body["results"]
+    for key in ("similarity", "related", "stance", "claims"):
+        assert as_html[key] == as_plain[key]
+    assert as_html["language"]["code"] == "en" and 0.5 < as_html["language"]["probability"] <= 1
+    assert as_text["warnings"][0]["code"] == "markup_detected"
+    best = as_html["evidence"]["passages"][0]
+    assert html[best["text_start"] : best["text_end"]] == (
+        "NATO <b>expansion</b> is a threat to Russia&#8217;s security."
+    )
+
+
+def test_a_text_in_another_language_has_a_null_stance(client: FlaskClient, spec: dict) -> None:
+    text = "Расширение НАТО угрожает безопасности России, а евро-атлантический порядок безопасности рухнул."
+    response = post_json(client, {"texts": [{"text": text}]})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert conforms(spec, "ScoreResponse", body) == []
+    (result,) = body["results"]
+    assert result["stance"] is None and result["related"] is None
+    assert all(c["stance"] is None and c["related"] is None for c in result["claims"])
+    assert result["language"]["code"] == "ru"
+    assert result["warnings"][0]["code"] == "language_mismatch"
+
+
+def test_an_unknown_format_is_422_naming_the_field(client: FlaskClient, spec: dict) -> None:
+    response = post_json(client, {"texts": [{"text": "NATO", "format": "pdf"}]})
+    problem = assert_problem(response, 422, "validation-error", spec)
+    assert [e["field"] for e in problem["errors"]] == ["texts.0.format"]
+
+
 def test_score_against_a_named_reference(client: FlaskClient, runtime: Runtime) -> None:
     reference_id = runtime.scorer.default_reference
     response = post_json(client, {"texts": [{"text": ON_TOPIC}], "reference": reference_id, "explain": False})

@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
+from service.domain.normalization import normalize
 from service.domain.references import PreparedReference
 from service.domain.scorer import TextScore
 from service.domain.stance import STANCE_LABELS
-from service.domain.text import clean, split_sentences, tokenize
+from service.domain.text import split_sentences, tokenize
+from service.http.schemas import WARNING_CODES as SCHEMA_WARNING_CODES
 from service.runtime import Runtime, load_runtime
 
 # Hypothesis draws many examples per test, so the runtime is loaded here once
@@ -36,7 +38,7 @@ from service.runtime import Runtime, load_runtime
 RUNTIME: Runtime = load_runtime(DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR)
 REFERENCE: PreparedReference = RUNTIME.scorer.reference()
 THRESHOLD = RUNTIME.scorer.stance_model.related_threshold
-WARNING_CODES = {"no_words", "too_short", "mostly_out_of_vocabulary"}
+WARNING_CODES = set(SCHEMA_WARNING_CODES)
 ROUNDING = 1e-3  # scores are rounded to 4 decimals; the largest absorbs the rest
 
 # -- strategies -----------------------------------------------------------------
@@ -85,8 +87,8 @@ hostile_text = st.lists(st.tuples(piece, separator), max_size=40).map(
 
 
 def has_visible_character(text: str) -> bool:
-    """Whether anything of ``text`` survives cleaning: a character that is not blank or invisible."""
-    return bool(clean(text).strip())
+    """Whether anything of ``text`` survives normalisation: a character that is not blank or invisible."""
+    return bool(normalize(text).text.strip())
 
 
 # -- the invariants -------------------------------------------------------------
@@ -111,31 +113,38 @@ def check_result(result: TextScore, text: str, text_id: str, explain: bool) -> N
     """Every invariant of one text's result."""
     assert result.id == text_id
     assert math.isfinite(result.similarity) and 0.0 <= result.similarity <= 1.0
-    check_scores(result.stance.scores, result.stance.label, result.related)
-    assert [c.id for c in result.claims] == [c.id for c in REFERENCE.claims]
-    for claim in result.claims:
-        assert math.isfinite(claim.similarity) and 0.0 <= claim.similarity <= 1.0
-        check_scores(claim.stance.scores, claim.stance.label, claim.related)
     codes = [w.code for w in result.warnings]
     assert set(codes) <= WARNING_CODES and len(codes) == len(set(codes))
-    if not has_visible_character(text) or not tokenize(clean(text)):
-        assert codes == ["no_words"]
+    assert [c.id for c in result.claims] == [c.id for c in REFERENCE.claims]
+    if result.stance is None:  # another language than the reference: similarity only
+        assert "language_mismatch" in codes and result.related is None
+        assert all(c.stance is None and c.related is None for c in result.claims)
+    else:
+        assert "language_mismatch" not in codes
+        check_scores(result.stance.scores, result.stance.label, result.related)
+    for claim in result.claims:
+        assert math.isfinite(claim.similarity) and 0.0 <= claim.similarity <= 1.0
+        if claim.stance is not None:
+            check_scores(claim.stance.scores, claim.stance.label, claim.related)
+    normalized = normalize(text)
+    if not has_visible_character(text) or not tokenize(normalized.text):
+        assert "no_words" in codes
     if not explain:
         assert result.evidence is None
         return
     assert result.evidence is not None
-    cleaned = clean(text)
     body = REFERENCE.reference.body
     for passage in result.evidence.passages:
         assert 0 <= passage.text_start < passage.text_end <= len(text)
-        sentence = cleaned[passage.text_start : passage.text_end]
+        # The offsets index the text as sent: that passage, normalised, is a whole sentence.
+        sentence = normalize(text[passage.text_start : passage.text_end]).text
         assert sentence.strip() == sentence and sentence, repr(sentence)
         assert 0 <= passage.reference_start < passage.reference_end <= len(body)
         assert body[passage.reference_start : passage.reference_end] == passage.reference_passage
         assert math.isfinite(passage.similarity) and 0.0 <= passage.similarity <= 1.0
     # The words as the encoder sees them: per sentence (a run of over 600 characters is cut).
     max_chars = RUNTIME.scorer.encoder.config.max_sentence_chars
-    words = {word for span in split_sentences(cleaned, max_chars) for word in tokenize(span.text)}
+    words = {word for span in split_sentences(normalized.text, max_chars) for word in tokenize(span.text)}
     for term in result.evidence.shared_terms:
         assert term.term in words, term
         assert math.isfinite(term.weight) and 0.0 <= term.weight <= 1.0

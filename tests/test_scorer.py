@@ -42,7 +42,11 @@ def check_stance(label: str, scores: dict[str, float], threshold: float) -> None
 def check_result(result: TextScore, scorer: Scorer) -> None:
     threshold = scorer.stance_model.related_threshold
     assert 0.0 <= result.similarity <= 1.0
-    assert 0.0 <= result.related <= 1.0
+    if result.stance is None:  # another language: similarity only
+        assert result.warnings[0].code == "language_mismatch"
+        assert result.related is None and all(c.stance is None for c in result.claims)
+        return
+    assert result.related is not None and 0.0 <= result.related <= 1.0
     assert result.related == pytest.approx(1.0 - result.stance.scores["unrelated"], abs=2e-4)
     check_stance(result.stance.label, result.stance.scores, threshold)
     reference = scorer.reference()
@@ -108,9 +112,13 @@ def test_warnings(scorer: Scorer) -> None:
         ["too_short"],
         ["no_words"],
         ["no_words"],
-        ["mostly_out_of_vocabulary"],
+        ["language_mismatch", "many_unknown_words"],
     ]
     assert str(MIN_WORDS) in results[1].warnings[0].message
+    # Another language than the reference: similarity, but no stance guess at all.
+    assert results[4].language is not None and results[4].language.code == "ru"
+    assert results[4].stance is None and results[4].related is None
+    assert all(c.stance is None and c.related is None for c in results[4].claims)
     for result in results:
         check_result(result, scorer)
 
@@ -162,7 +170,9 @@ def test_scores_are_deterministic_and_finite_for_odd_inputs(scorer: Scorer) -> N
     assert first == scorer.score(texts)
     for result in first:
         check_result(result, scorer)
-        values = [result.similarity, result.related, *result.stance.scores.values()]
+        values = [result.similarity]
+        if result.stance is not None:  # "NATO NATO …" reads as Italian ("nato": born): no stance
+            values += [result.related, *result.stance.scores.values()]
         assert np.isfinite(values).all()
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from service.config import PROJECT_ROOT
-from service.domain.text import Span, clean, split_sentences, tokenize
+from service.domain.text import Span, split_sentences, tokenize
 
 
 def assert_spans_point_into(text: str, spans: list[Span]) -> None:
@@ -91,21 +91,6 @@ def test_offsets_are_code_points_with_non_ascii_text() -> None:
     assert spans[0].text == "Émigrés say 🙂 it’s true."
     assert spans[1].text == "Второе предложение!"
     assert_spans_point_into(text, spans)
-
-
-def test_clean_replaces_invisible_characters_and_keeps_length() -> None:
-    text = "zero\u200bwidth\x00nul\x07bell soft\u00adhyphen\ttab\nnewline\ufeffbom"
-    cleaned = clean(text)
-    assert len(cleaned) == len(text)
-    assert cleaned == "zero width nul bell soft hyphen\ttab\nnewline bom"
-    # Offsets computed on the cleaned text select the same words in the original.
-    for span in split_sentences(cleaned):
-        assert clean(text[span.start : span.end]) == span.text
-
-
-def test_clean_leaves_printable_text_untouched() -> None:
-    text = "Plain text – with “quotes”, accents (é) and emoji 🙂."
-    assert clean(text) is text
 
 
 def test_tokenize_lowercases_and_keeps_words_of_two_or_more_characters() -> None:

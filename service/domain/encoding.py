@@ -26,9 +26,12 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorize
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from service.domain.lexicon import LEXICONS, NEGATING
-from service.domain.text import WORD_PATTERN, Span, clean, split_sentences
+from service.domain.normalization import NormalizedText, normalize
+from service.domain.text import WORD_PATTERN, Span, split_sentences
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICONS)
+# Characters that separate the items of a keyword list.
+_SEPARATORS = (",", ";", "|", "#", "/", ":", "\n", "\u2022", "\u00b7")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,22 @@ class EncoderConfig:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     max_sentence_chars: int = 600
+    # Term frequency saturates as in BM25: tf * (k + 1) / (tf + k), so repeating a word adds
+    # less and less (at most k + 1 times one occurrence); 0 means 1 + log(tf), unbounded.
+    tf_saturation: float = 1.2
+    # Weight of the words of a sentence that is a keyword list (tags, hashtags, a run of names).
+    # Their words still count in the text's norm, so a text whose matching words sit in lists
+    # scores low. (A sentence repeated within a text counts once: its repeats are left out.)
+    list_weight: float = 0.1
+    # A sentence is a keyword list when it has at least list_min_tokens words, under
+    # list_max_function_share of them function words (the, of, is, ...) and at least
+    # list_min_separator_share separators (, ; | # / : line breaks) per word; or, with no
+    # separators, at least soup_min_tokens words and under soup_max_function_share function words.
+    list_min_tokens: int = 4
+    list_max_function_share: float = 0.2
+    list_min_separator_share: float = 0.3
+    soup_min_tokens: int = 12
+    soup_max_function_share: float = 0.05
 
     @classmethod
     def from_dict(cls, data: dict) -> EncoderConfig:
@@ -75,7 +94,9 @@ class EncodedTexts:
     lead_lexicon: np.ndarray  # (n, L) lexicon counts in the lead sentences
     n_tokens: np.ndarray  # (n,) word tokens
     n_known: np.ndarray  # (n,) word tokens found in the vocabulary
-    sentences: list[list[Span]] = field(repr=False)
+    n_listed: np.ndarray  # (n,) word tokens in keyword lists or repeated sentences (down-weighted)
+    normalized: list[NormalizedText] = field(repr=False)  # the texts as read, with offsets back
+    sentences: list[list[Span]] = field(repr=False)  # offsets into normalized[i].text
     sentence_word: sp.csr_matrix = field(repr=False)  # (S, V) per sentence
     sentence_lexicon: np.ndarray = field(repr=False)  # (S, L)
     sentence_owner: np.ndarray = field(repr=False)  # (S,) index of the text
@@ -101,6 +122,8 @@ class EncodedTexts:
             lead_lexicon=self.lead_lexicon[rows],
             n_tokens=self.n_tokens[rows],
             n_known=self.n_known[rows],
+            n_listed=self.n_listed[rows],
+            normalized=[self.normalized[i] for i in rows],
             sentences=[self.sentences[i] for i in rows],
             sentence_word=self.sentence_word[sentence_mask],
             sentence_lexicon=self.sentence_lexicon[sentence_mask],
@@ -236,6 +259,10 @@ class TextEncoder:
             [term not in ENGLISH_STOP_WORDS and not term.isdigit() for term in self.vocabulary]
         )
         self.content_mask = content.astype(np.float64)
+        # Function words (scikit-learn's English stop words) per column; last: unknown tokens.
+        self._function = np.array(
+            [term in ENGLISH_STOP_WORDS for term in self.vocabulary] + [False], dtype=np.float64
+        )
         self._content_idf = self.word_idf * self.content_mask
         lexicon_columns = np.zeros((len(self.vocabulary), len(LEXICON_NAMES)))
         for j, name in enumerate(LEXICON_NAMES):
@@ -272,7 +299,7 @@ class TextEncoder:
         them even if the corpus does not.
         """
         config = config or EncoderConfig()
-        docs = [clean(d) for d in documents]
+        docs = [normalize(d).text for d in documents]
         if not docs:
             raise ValueError("cannot fit an encoder on no documents")
         doc_freq: Counter[str] = Counter()
@@ -304,22 +331,29 @@ class TextEncoder:
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, texts: Sequence[str]) -> EncodedTexts:
-        """Encode ``texts`` (any strings, including empty ones) in one batch."""
+    def encode(self, texts: Sequence[str | NormalizedText], *, claims: bool = False) -> EncodedTexts:
+        """Encode ``texts`` (any strings, including empty ones) in one batch.
+
+        Strings are read as plain text through :func:`normalize`; pass
+        :class:`NormalizedText` objects for HTML or Markdown. Sentence offsets
+        in the result index the normalised texts (``normalized[i].text``).
+        With ``claims=True`` (claims and headlines: one statement each, often in
+        title case) no sentence is taken for a keyword list; repeats still count once.
+        """
         cfg = self.config
         n_texts = len(texts)
         n_terms = self.n_terms
         unknown = n_terms  # sentinel column for out-of-vocabulary tokens
         lookup = self.index.get
-        cleaned = [t if _is_clean(t) else clean(t) for t in texts]
+        normalized = [t if isinstance(t, NormalizedText) else normalize(t) for t in texts]
 
         all_sentences: list[list[Span]] = []
         token_ids: list[int] = []
         tokens_per_sentence: list[int] = []
         sentence_owner: list[int] = []
         sentence_rank: list[int] = []
-        for i, text in enumerate(cleaned):
-            spans = split_sentences(text, cfg.max_sentence_chars)
+        for i, item in enumerate(normalized):
+            spans = split_sentences(item.text, cfg.max_sentence_chars)
             all_sentences.append(spans)
             for rank, span in enumerate(spans):
                 ids = [lookup(tok, unknown) for tok in WORD_PATTERN.findall(span.text.lower())]
@@ -334,40 +368,113 @@ class TextEncoder:
         n_sentences = len(per_sentence)
         token_sentence = np.repeat(np.arange(n_sentences), per_sentence)
         known = ids != unknown
+        sentence_texts = [span.text for spans in all_sentences for span in spans]
+        weights, repeated = self._sentence_weights(
+            ids, token_sentence, per_sentence, owner, sentence_texts, lists=not claims
+        )
+        weighted = bool((weights != 1.0).any())
 
         sentence_counts = _count_matrix(token_sentence[known], ids[known], n_sentences, n_terms)
-        # Text-level counts: sum the sentence rows of each text.
-        owner_matrix = _owner_matrix(owner, n_texts)
+        # Text-level counts: sum the sentence rows of each text. Keyword lists and repeats count
+        # less: each term's saturated frequency is scaled by the weighted share of its
+        # occurrences, and the row norm is that of the unweighted vector.
+        # A repeated sentence counts once: its repeats are left out of the sums altogether.
+        kept = None if not repeated.any() else (~repeated).astype(np.float64)
+        owner_matrix = _owner_matrix(owner, n_texts, kept)
+        owner_weighted = _owner_matrix(owner, n_texts, weights) if weighted else None
         counts = (owner_matrix @ sentence_counts).tocsr()
+        share = _share(owner_weighted, sentence_counts, counts)
         lead_rows = np.asarray(sentence_rank, dtype=np.int64) < cfg.lead_sentences
-        lead_owner = _owner_matrix(owner[lead_rows], n_texts)
-        lead_counts = (lead_owner @ _select_rows(sentence_counts, lead_rows)).tocsr()
+        lead_sentences = _select_rows(sentence_counts, lead_rows)
+        lead_owner = _owner_matrix(owner[lead_rows], n_texts, None if kept is None else kept[lead_rows])
+        lead_counts = (lead_owner @ lead_sentences).tocsr()
+        lead_weighted = _owner_matrix(owner[lead_rows], n_texts, weights[lead_rows]) if weighted else None
+        lead_share = _share(lead_weighted, lead_sentences, lead_counts)
 
         n_tokens = np.bincount(owner, weights=per_sentence, minlength=n_texts)
         n_known = np.bincount(token_sentence[known], minlength=n_sentences)
         n_known = np.bincount(owner, weights=n_known, minlength=n_texts)
+        n_listed = np.bincount(owner, weights=per_sentence * ((weights != 1.0) | repeated), minlength=n_texts)
 
         negated = self._negated_terms(ids, token_sentence, per_sentence, owner, n_texts)
         sentence_lexicon = np.asarray((sentence_counts @ self._lexicon_columns).todense())
-        lexicon = owner_matrix @ sentence_lexicon
+        lexicon = (owner_matrix if owner_weighted is None else owner_weighted) @ sentence_lexicon
         lead_lexicon = lead_owner @ sentence_lexicon[lead_rows]
 
+        sentence_chars = self._char_counts(sentence_texts)
+        char_counts = (owner_matrix @ sentence_chars).tocsr()
+        char_share = _share(owner_weighted, sentence_chars, char_counts)
+
         return EncodedTexts(
-            word=self._tfidf(counts),
-            char=self._char_tfidf(cleaned),
-            lead=self._tfidf(lead_counts),
-            terms=self._presence(counts),
-            bm25=self._bm25(counts, n_tokens),
+            word=self._tfidf(counts, share),
+            char=self._weighted_unit(char_counts, char_share, self.char_idf),
+            lead=self._tfidf(lead_counts, lead_share),
+            terms=self._presence(counts, share),
+            bm25=self._bm25(counts, n_tokens, share),
             negated=negated,
             lexicon=np.asarray(lexicon),
             lead_lexicon=np.asarray(lead_lexicon),
             n_tokens=n_tokens,
             n_known=n_known,
+            n_listed=n_listed,
+            normalized=normalized,
             sentences=all_sentences,
-            sentence_word=self._tfidf(sentence_counts),
+            sentence_word=self._tfidf(sentence_counts, None),
             sentence_lexicon=sentence_lexicon,
             sentence_owner=owner,
         )
+
+    def _sentence_weights(
+        self,
+        ids: np.ndarray,
+        token_sentence: np.ndarray,
+        per_sentence: np.ndarray,
+        owner: np.ndarray,
+        sentence_texts: Sequence[str],
+        *,
+        lists: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Weight of each sentence in its text (1, or ``list_weight`` for a keyword list), and
+        whether it repeats an earlier sentence of its text (compared case-insensitively).
+
+        Cost is linear: one pass over the tokens, separators counted only in
+        the few sentences that are candidates (many words, few function words).
+        """
+        cfg = self.config
+        n_sentences = len(per_sentence)
+        weights = np.ones(n_sentences)
+        repeated = np.zeros(n_sentences, dtype=bool)
+        if n_sentences == 0:
+            return weights, repeated
+        function = np.bincount(token_sentence, weights=self._function[ids], minlength=n_sentences)
+        known = np.bincount(token_sentence, weights=ids != self.n_terms, minlength=n_sentences)
+        share = function / np.maximum(per_sentence, 1)
+        candidates = np.flatnonzero(
+            (per_sentence >= cfg.list_min_tokens) & (share < cfg.list_max_function_share) & lists
+        )
+        for s in candidates.tolist():
+            separators = sum(map(sentence_texts[s].count, _SEPARATORS))
+            # Without separators only a run of known words counts as a list: a sentence in
+            # another language has no known function words either.
+            if separators >= cfg.list_min_separator_share * per_sentence[s] or (
+                per_sentence[s] >= cfg.soup_min_tokens
+                and share[s] < cfg.soup_max_function_share
+                and known[s] >= 0.5 * per_sentence[s]
+            ):
+                weights[s] = cfg.list_weight
+        ends = np.flatnonzero(np.diff(np.append(owner, -1))) + 1
+        first = 0
+        for last in ends.tolist():
+            if last - first > 1:
+                seen: set[str] = set()
+                for s in range(first, last):
+                    key = sentence_texts[s].lower()
+                    if key in seen and per_sentence[s]:
+                        repeated[s] = True
+                        weights[s] = 0.0
+                    seen.add(key)
+            first = last
+        return weights, repeated
 
     def similarity(self, a: EncodedTexts, b: EncodedTexts) -> np.ndarray:
         """TF-IDF cosine of every text of ``a`` with every text of ``b``: shape (len(a), len(b)).
@@ -382,14 +489,33 @@ class TextEncoder:
 
     # -- helpers -----------------------------------------------------------
 
-    def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        weights = (1.0 + np.log(counts.data)) * self._content_idf[counts.indices]
-        return _normalize_rows(_nonzero_csr(weights, counts))
+    def _saturate(self, tf: np.ndarray) -> np.ndarray:
+        """The term-frequency weight: saturating, or ``1 + log(tf)`` when ``tf_saturation`` is 0."""
+        k = self.config.tf_saturation
+        if k <= 0:
+            return 1.0 + np.log(tf)
+        return tf * (k + 1.0) / (tf + k)
 
-    def _char_tfidf(self, texts: Sequence[str]) -> sp.csr_matrix:
-        counts = self._char_counts(texts)
-        counts.data = (1.0 + np.log(counts.data)) * self.char_idf[counts.indices]
-        return _normalize_rows(counts)
+    def _tfidf(self, counts: sp.csr_matrix, share: np.ndarray | None) -> sp.csr_matrix:
+        """Word TF-IDF of ``counts``, scaled by ``share`` (see :meth:`_weighted_unit`)."""
+        return self._weighted_unit(counts, share, self._content_idf)
+
+    def _weighted_unit(
+        self, counts: sp.csr_matrix, share: np.ndarray | None, idf: np.ndarray
+    ) -> sp.csr_matrix:
+        """Saturated TF times IDF, scaled entry by entry by ``share``, over the unscaled row norm.
+
+        ``share`` (aligned with ``counts.data``) is the weighted share of each term's
+        occurrences, in (0, 1]; ``None`` means 1 everywhere, which gives the plain
+        L2-normalised TF-IDF. Otherwise rows have norm at most 1.
+        """
+        values = self._saturate(counts.data) * idf[counts.indices]
+        if share is None:
+            return _normalize_rows(_nonzero_csr(values, counts))
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=counts.shape[0]))
+        norms[norms == 0] = 1.0
+        return _nonzero_csr(values * share / norms[rows], counts)
 
     def _char_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``."""
@@ -399,15 +525,18 @@ class TextEncoder:
         except UnicodeEncodeError:  # lone surrogates: let scikit-learn raise or cope as it does
             return self._hasher.transform(texts).tocsr()
 
-    def _presence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
-        return _nonzero_csr(self.content_mask[counts.indices], counts)
+    def _presence(self, counts: sp.csr_matrix, share: np.ndarray | None) -> sp.csr_matrix:
+        # A term met only in keyword lists is a partial presence.
+        presence = self.content_mask[counts.indices]
+        return _nonzero_csr(presence if share is None else presence * share, counts)
 
-    def _bm25(self, counts: sp.csr_matrix, n_tokens: np.ndarray) -> sp.csr_matrix:
+    def _bm25(self, counts: sp.csr_matrix, n_tokens: np.ndarray, share: np.ndarray | None) -> sp.csr_matrix:
         k1, b = self.config.bm25_k1, self.config.bm25_b
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
         norm = k1 * (1.0 - b + b * n_tokens[rows] / max(self.avg_tokens, 1.0))
         tf = counts.data
-        return _nonzero_csr(self._content_idf[counts.indices] * tf * (k1 + 1.0) / (tf + norm), counts)
+        values = self._content_idf[counts.indices] * tf * (k1 + 1.0) / (tf + norm)
+        return _nonzero_csr(values if share is None else values * share, counts)
 
     def _negated_terms(
         self,
@@ -439,18 +568,26 @@ class TextEncoder:
 # -- fast exact equivalents of scikit-learn steps ----------------------------------
 
 
-def _is_clean(text: str) -> bool:
-    """True if :func:`clean` would return ``text`` unchanged (checked at C speed).
-
-    ``clean`` keeps printable characters, tab and newline; a text that is
-    printable once tabs and newlines are removed has nothing to replace.
-    """
-    return text.isprintable() or text.replace("\n", "").replace("\t", "").isprintable()
-
-
 # The helpers below build exactly the matrices scipy's COO conversion, row indexing and
 # eliminate_zeros build (same entries in the same storage order), without their per-call overhead,
 # which is most of the cost of encoding a single short text.
+
+
+def _share(
+    weighted_owner: sp.csr_matrix | None, sentence_rows: sp.csr_matrix, counts: sp.csr_matrix
+) -> np.ndarray | None:
+    """For each entry of ``counts`` (the unweighted sums of ``sentence_rows``), the weighted
+    share of its occurrences: its weighted sum over its count, aligned with ``counts.data``.
+
+    ``None`` when nothing is weighted (every share would be 1).
+    """
+    if weighted_owner is None:
+        return None
+    if counts.nnz == 0:
+        return np.zeros(0)
+    weighted = (weighted_owner @ sentence_rows).tocsr()
+    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+    return np.asarray(weighted[rows, counts.indices], dtype=np.float64).ravel() / counts.data
 
 
 def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
@@ -466,17 +603,17 @@ def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns:
     )
 
 
-def _owner_matrix(owner: np.ndarray, n_texts: int) -> sp.csr_matrix:
-    """(n_texts, len(owner)) with a 1 at (owner[s], s): sums sentence rows into text rows.
+def _owner_matrix(owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> sp.csr_matrix:
+    """(n_texts, len(owner)) with ``weights[s]`` (default 1) at (owner[s], s): sums sentence rows
+    into text rows.
 
     ``owner`` is non-decreasing, so this is in canonical order.
     """
     n_sentences = len(owner)
     indptr = np.zeros(n_texts + 1, dtype=np.int32)
     np.cumsum(np.bincount(owner, minlength=n_texts), out=indptr[1:])
-    return sp.csr_matrix(
-        (np.ones(n_sentences), np.arange(n_sentences, dtype=np.int32), indptr), shape=(n_texts, n_sentences)
-    )
+    data = np.ones(n_sentences) if weights is None else np.asarray(weights, dtype=np.float64)
+    return sp.csr_matrix((data, np.arange(n_sentences, dtype=np.int32), indptr), shape=(n_texts, n_sentences))
 
 
 def _select_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
@@ -563,8 +700,9 @@ def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_featur
     """
     n_texts = len(texts)
     padded = [" " + "  ".join(parts) + " " if (parts := t.lower().split()) else "" for t in texts]
-    char_starts = np.zeros(n_texts + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in padded], out=char_starts[1:])
+    lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=n_texts)
+    # The text (row) of every character of the joined texts: a look-up, not a search.
+    row_of = np.repeat(np.arange(n_texts, dtype=np.int64), lengths)
     joined = "".join(padded)
     encoded = joined.encode("utf-8")
     raw = np.frombuffer(encoded, dtype=np.uint8)
@@ -617,7 +755,7 @@ def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_featur
         wide = hashes.astype(np.int64)
         index = np.abs(wide) % n_features
         index[wide == -(2**31)] = (2**31 - 1 - (n_features - 1)) % n_features
-        row = np.searchsorted(char_starts, first, side="right") - 1
+        row = row_of[first]
         key_parts.append(row * n_features + index)
 
     keys = np.concatenate(key_parts) if key_parts else np.zeros(0, dtype=np.int64)

@@ -92,13 +92,16 @@ def _top_passages(
     top = np.argpartition(-sims, count - 1)[:count] if count < len(sims) else np.arange(len(sims))
     top = top[np.argsort(-sims[top], kind="stable")]
     matches = []
+    normalized = texts.normalized[i]
     for local in top:
         sentence = texts.sentences[i][local]
+        # Offsets index the text as the client sent it, whatever normalisation changed.
+        text_start, text_end = normalized.source_span(sentence.start, sentence.end)
         passage = reference.passages[best_passage[lo + local]]
         matches.append(
             PassageMatch(
-                text_start=sentence.start,
-                text_end=sentence.end,
+                text_start=text_start,
+                text_end=text_end,
                 reference_start=passage.start,
                 reference_end=passage.end,
                 reference_passage=passage.text,

@@ -68,7 +68,7 @@ def prepare_reference(reference: Reference, encoder: TextEncoder) -> PreparedRef
             f"derived: the title and the {len(claims) - 1} body sentences closest to the whole "
             "body by TF-IDF cosine"
         )
-    claim_vectors = encoder.encode([c.text for c in claims])
+    claim_vectors = encoder.encode([c.text for c in claims], claims=True)
     empty = [c.id for c, n in zip(claims, claim_vectors.n_tokens, strict=True) if n == 0]
     if empty:
         raise ValueError(f"reference {reference.id!r}: claim(s) {empty} have no words")
@@ -78,10 +78,22 @@ def prepare_reference(reference: Reference, encoder: TextEncoder) -> PreparedRef
         claims_origin=origin,
         body=body,
         claim_vectors=claim_vectors,
-        # Spans come from the cleaned body (invisible characters blanked, same length); the
-        # passage text is cut from the body as written, so it equals the API's reference text.
-        passages=tuple(Span(s.start, s.end, reference.body[s.start : s.end]) for s in body.sentences[0]),
+        passages=_source_spans(body, 0),
     )
+
+
+def _source_spans(encoded: EncodedTexts, row: int) -> tuple[Span, ...]:
+    """The sentences of text ``row`` as spans of the text as written (not as normalised).
+
+    Passages are cut from the body as written, so they equal the API's reference text and
+    their offsets index it.
+    """
+    normalized = encoded.normalized[row]
+    spans = []
+    for sentence in encoded.sentences[row]:
+        start, end = normalized.source_span(sentence.start, sentence.end)
+        spans.append(Span(start, end, normalized.source[start:end]))
+    return tuple(spans)
 
 
 def derive_claims(
@@ -93,7 +105,7 @@ def derive_claims(
     the chosen sentences keep their order in the body.
     """
     body = body if body is not None else encoder.encode([reference.body])
-    sentences = body.sentences[0]
+    sentences = _source_spans(body, 0)
     centrality = (body.sentence_word @ body.word.T).toarray().ravel()
     chosen = sorted(np.argsort(-centrality, kind="stable")[: DERIVED_CLAIMS - 1])
     claims = [Claim(id="title", text=reference.title)]

@@ -9,6 +9,8 @@ import numpy as np
 
 from service.domain.encoding import TextEncoder
 from service.domain.evidence import Evidence, find_evidence
+from service.domain.language import Language, LanguageIdentifier
+from service.domain.normalization import NormalizedText, normalize
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
@@ -16,7 +18,16 @@ from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stan
 MIN_WORDS = 8
 """Below this many words a text is flagged as too short to judge."""
 MIN_KNOWN_FRACTION = 0.5
-"""Below this share of words in the background vocabulary a text is flagged."""
+"""Below this share of words in the model's vocabulary a text is flagged (``many_unknown_words``)."""
+MIN_LISTED_FRACTION = 0.1
+"""From this share of words in keyword lists or repeated sentences a text is flagged."""
+MIN_LINK_FRACTION = 0.5
+"""From this share of the visible characters in URLs and e-mail addresses a text is flagged."""
+MISMATCH_MIN_PROBABILITY = 0.5
+"""A text is in another language than the reference when its identified language differs and
+the identifier gives it at least this probability; then no stance is guessed."""
+MISMATCH_MIN_WORDS = 3
+"""Below this many words the language is not trusted enough to withhold a stance."""
 
 _UNRELATED = np.array([0.0, 0.0, 0.0, 1.0])
 _COS_WORD = FEATURE_NAMES.index("cos_word")
@@ -33,12 +44,13 @@ class Stance:
 
 @dataclass(frozen=True)
 class ClaimScore:
-    """How a text relates to one claim of the reference."""
+    """How a text relates to one claim of the reference (``related`` and ``stance`` are
+    ``None`` when the text is in another language than the reference)."""
 
     id: str
     similarity: float
-    related: float
-    stance: Stance
+    related: float | None
+    stance: Stance | None
 
 
 @dataclass(frozen=True)
@@ -55,10 +67,11 @@ class TextScore:
 
     id: str
     similarity: float
-    related: float
-    stance: Stance
+    related: float | None
+    stance: Stance | None
     claims: tuple[ClaimScore, ...]
     warnings: tuple[TextWarning, ...]
+    language: Language | None = None
     evidence: Evidence | None = None
 
 
@@ -85,10 +98,12 @@ class Scorer:
         stance_model: StanceModel,
         references: Mapping[str, PreparedReference],
         default_reference: str,
+        language_identifier: LanguageIdentifier | None = None,
     ) -> None:
         if default_reference not in references:
             raise UnknownReferenceError(default_reference)
         self.encoder = encoder
+        self.languages = language_identifier or LanguageIdentifier()
         self.stance_model = stance_model
         self.references = dict(references)
         self.default_reference = default_reference
@@ -108,24 +123,66 @@ class Scorer:
 
     def score(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str | NormalizedText],
         ids: Sequence[str] | None = None,
         reference_id: str | None = None,
         explain: bool = False,
+        *,
+        formats: Sequence[str] | str = "text",
     ) -> list[TextScore]:
         """Score ``texts`` (in one batch) against a reference; results follow input order.
 
-        ``ids`` are echoed in the results; by default each text's index.
+        Parameters
+        ----------
+        texts:
+            The texts as sent (strings), or already normalised.
+        ids:
+            Echoed in the results; by default each text's index.
+        reference_id:
+            A reference id; ``None`` for the default reference.
+        explain:
+            Add :class:`Evidence` (offsets index the texts as sent).
+        formats:
+            ``"text"``, ``"html"`` or ``"markdown"``, for all texts or one per text.
+
+        Returns
+        -------
+        list of TextScore
+            One per text, in order.
+
+        Raises
+        ------
+        UnknownReferenceError
+            No reference has ``reference_id``.
+        ValueError
+            ``ids`` or ``formats`` do not match ``texts`` in length, or an unknown format.
         """
         reference = self.reference(reference_id)
         if ids is None:
             ids = [str(i) for i in range(len(texts))]
         if len(ids) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
+        if isinstance(formats, str):
+            formats = [formats] * len(texts)
+        if len(formats) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(formats)} formats")
         if not texts:
             return []
-        encoded = self.encoder.encode(texts)
+        normalized = [
+            t if isinstance(t, NormalizedText) else normalize(t, f)
+            for t, f in zip(texts, formats, strict=True)
+        ]
+        encoded = self.encoder.encode(normalized)
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
+        languages = self.languages.identify([n.text for n in normalized])
+        reference_language = reference.reference.metadata.get("language", "en")
+        mismatch = [
+            language is not None
+            and language.code != reference_language
+            and language.probability >= MISMATCH_MIN_PROBABILITY
+            and n_tokens >= MISMATCH_MIN_WORDS
+            for language, n_tokens in zip(languages, encoded.n_tokens.tolist(), strict=True)
+        ]
 
         features = compute_pair_features(
             self.encoder,
@@ -141,8 +198,12 @@ class Scorer:
         claim_probs = self.stance_model.predict_proba(features.reshape(-1, n_features))
         claim_probs = claim_probs.reshape(n_texts, n_claims, len(STANCE_LABELS))
         # A text without a single word says nothing about any claim: the model's output on
-        # all-zero features would be a guess, so such texts are unrelated by rule (and warned).
-        claim_probs[encoded.n_tokens == 0] = _UNRELATED
+        # all-zero features would be a guess, so such texts are unrelated by rule (and warned),
+        # and punctuation's character n-grams are no similarity either.
+        wordless = encoded.n_tokens == 0
+        claim_probs[wordless] = _UNRELATED
+        similarity[wordless] = 0.0
+        claim_similarity[wordless] = 0.0
         overall, related = combine_claim_stances(claim_probs, self.stance_model.related_threshold)
         overall_labels = self.stance_model.decide(overall)
         claim_labels = self.stance_model.decide(claim_probs.reshape(-1, len(STANCE_LABELS)))
@@ -163,15 +224,19 @@ class Scorer:
         related_l = related.tolist()
         n_tokens_l = encoded.n_tokens.tolist()
         n_known_l = encoded.n_known.tolist()
+        n_listed_l = encoded.n_listed.tolist()
 
         results = []
         for i in range(n_texts):
+            judged = not mismatch[i]
             claims = tuple(
                 ClaimScore(
                     id=claim.id,
                     similarity=round(claim_similarity_l[i][k], 4),
-                    related=round(claim_related_l[i][k], 4),
-                    stance=_stance(claim_labels_l[i][k], claim_probs_l[i][k], claim_largest_l[i][k]),
+                    related=round(claim_related_l[i][k], 4) if judged else None,
+                    stance=_stance(claim_labels_l[i][k], claim_probs_l[i][k], claim_largest_l[i][k])
+                    if judged
+                    else None,
                 )
                 for k, claim in enumerate(reference.claims)
             )
@@ -179,10 +244,20 @@ class Scorer:
                 TextScore(
                     id=ids[i],
                     similarity=round(similarity_l[i], 4),
-                    related=round(related_l[i], 4),
-                    stance=_stance(overall_labels_l[i], overall_l[i], overall_largest_l[i]),
+                    related=round(related_l[i], 4) if judged else None,
+                    stance=_stance(overall_labels_l[i], overall_l[i], overall_largest_l[i])
+                    if judged
+                    else None,
                     claims=claims,
-                    warnings=_warnings(int(n_tokens_l[i]), int(n_known_l[i])),
+                    warnings=_warnings(
+                        normalized[i],
+                        int(n_tokens_l[i]),
+                        int(n_known_l[i]),
+                        float(n_listed_l[i]),
+                        languages[i] if mismatch[i] else None,
+                        reference_language,
+                    ),
+                    language=languages[i],
                     evidence=evidence[i] if evidence is not None else None,
                 )
             )
@@ -204,10 +279,43 @@ def _stance(label_index: int, probabilities: list[float], largest: int) -> Stanc
     )
 
 
-def _warnings(n_tokens: int, n_known: int) -> tuple[TextWarning, ...]:
-    if n_tokens == 0:
-        return (TextWarning("no_words", "the text has no words; it cannot be judged"),)
+def _warnings(
+    text: NormalizedText,
+    n_tokens: int,
+    n_known: int,
+    n_listed: float,
+    mismatch: Language | None,
+    reference_language: str,
+) -> tuple[TextWarning, ...]:
     warnings = []
+    if text.markup_detected:
+        warnings.append(
+            TextWarning(
+                "markup_detected",
+                f"the text looks like {'HTML' if text.markup_detected == 'html' else 'Markdown'}: send "
+                f'"format": "{text.markup_detected}" so that its markup is not read as words',
+            )
+        )
+    visible = len(text.text) - text.text.count(" ") + text.link_chars
+    if text.link_chars and text.link_chars >= MIN_LINK_FRACTION * max(visible, 1):
+        warnings.append(
+            TextWarning(
+                "mostly_links",
+                f"{100 * text.link_chars / max(visible, 1):.0f}% of the text is URLs or e-mail "
+                "addresses, which are not read as words",
+            )
+        )
+    if mismatch is not None:
+        warnings.append(
+            TextWarning(
+                "language_mismatch",
+                f"the text is in another language ({mismatch.code}, probability {mismatch.probability:.2f}) "
+                f"than the reference ({reference_language}); no stance is given, only similarity",
+            )
+        )
+    if n_tokens == 0:
+        warnings.append(TextWarning("no_words", "the text has no words; it cannot be judged"))
+        return tuple(warnings)
     if n_tokens < MIN_WORDS:
         warnings.append(
             TextWarning(
@@ -218,9 +326,17 @@ def _warnings(n_tokens: int, n_known: int) -> tuple[TextWarning, ...]:
     if n_known / n_tokens < MIN_KNOWN_FRACTION:
         warnings.append(
             TextWarning(
-                "mostly_out_of_vocabulary",
-                f"only {100 * n_known / n_tokens:.0f}% of the words are in the English background "
-                "vocabulary; the text is probably not English, so scores are unreliable",
+                "many_unknown_words",
+                f"{100 * (n_tokens - n_known) / n_tokens:.0f}% of the words are not in the model's "
+                "vocabulary (rare words, names or another language); the scores rest on the rest",
+            )
+        )
+    if n_listed >= MIN_LISTED_FRACTION * n_tokens:
+        warnings.append(
+            TextWarning(
+                "keyword_list",
+                f"{100 * n_listed / n_tokens:.0f}% of the words are in keyword lists or repeated "
+                "sentences; they count far less than words in sentences",
             )
         )
     return tuple(warnings)

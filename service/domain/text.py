@@ -1,4 +1,4 @@
-"""Text handling shared by training and scoring: normalising, tokenising, splitting.
+"""Tokenising and sentence splitting of normalised text (see :mod:`service.domain.normalization`).
 
 Every function here is linear in the length of its input: the patterns are
 simple character classes with no nested quantifiers, so no input can make
@@ -8,7 +8,6 @@ them backtrack.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 # Word tokens: runs of two or more word characters, as scikit-learn's default
@@ -20,10 +19,6 @@ WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 # blank line.
 _SENTENCE_END = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+|\n\s*\n")
 
-# Characters that carry no text: controls (except tab and newline), format
-# characters such as zero-width joiners, and surrogates.
-_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
-
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -32,20 +27,6 @@ class Span:
     start: int
     end: int
     text: str
-
-
-def clean(text: str) -> str:
-    """Return ``text`` with invisible and control characters replaced by spaces.
-
-    Replacing (not removing) keeps every character offset valid, so evidence
-    offsets computed on the cleaned text point at the same characters in the
-    text the client sent.
-    """
-    if text.isprintable():
-        return text
-    return "".join(
-        " " if ch not in "\n\t" and unicodedata.category(ch) in _DROPPED_CATEGORIES else ch for ch in text
-    )
 
 
 def tokenize(text: str) -> list[str]:

@@ -211,7 +211,9 @@ def _record(metrics: Metrics, response: Response) -> None:
         metrics.characters.labels(reference=reference).inc(scored["characters"])
         similarity = metrics.similarity.labels(reference=reference)
         for result in scored["results"]:
-            metrics.texts_scored.labels(reference=reference, stance=result.stance.label).inc()
+            metrics.texts_scored.labels(
+                reference=reference, stance=result.stance.label if result.stance else "none"
+            ).inc()
             similarity.observe(result.similarity)
 
     access_log.info(

@@ -10,6 +10,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates
 
+from service.domain.normalization import FORMATS
 from service.domain.stance import STANCE_LABELS
 
 MAX_ID_CHARS = 256
@@ -42,6 +43,15 @@ class TextInputSchema(Schema):
             "description": "The text (plain text; any language is accepted, English is modelled); "
             "not blank: at least one character other than whitespace.",
             "pattern": NOT_BLANK_PATTERN,
+        },
+    )
+    format = fields.String(
+        load_default="text",
+        validate=validate.OneOf(FORMATS),
+        metadata={
+            "description": "How to read `text`: `text` (default), `html` (tags, scripts, styles and "
+            "attributes dropped, entities decoded) or `markdown`. Evidence offsets always index "
+            "`text` as sent."
         },
     )
 
@@ -84,6 +94,14 @@ class ModelBriefSchema(Schema):
 _SCORES_DESCRIPTION = "Probability of each label; the four sum to 1."
 
 
+class LanguageSchema(Schema):
+    code = fields.String(
+        required=True,
+        metadata={"description": "ISO 639-1 code where the language has one (`en`, `ru`), else ISO 639-3."},
+    )
+    probability = fields.Float(required=True, metadata={"description": "The identifier's probability, 0..1."})
+
+
 class StanceSchema(Schema):
     label = fields.String(
         required=True,
@@ -105,15 +123,40 @@ class ClaimScoreSchema(Schema):
     id = fields.String(required=True, metadata={"description": "Claim id (see GET /v1/references)."})
     similarity = fields.Float(required=True, metadata={"description": "TF-IDF cosine to the claim, 0..1."})
     related = fields.Float(
-        required=True, metadata={"description": "Probability the text is about the claim."}
+        required=True,
+        allow_none=True,
+        metadata={"description": "Probability the text is about the claim; null with `language_mismatch`."},
     )
-    stance = fields.Nested(StanceSchema, required=True)
+    stance = fields.Nested(
+        StanceSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "Null with `language_mismatch`."},
+    )
+
+
+WARNING_CODES = (
+    "markup_detected",
+    "mostly_links",
+    "language_mismatch",
+    "no_words",
+    "too_short",
+    "many_unknown_words",
+    "keyword_list",
+)
 
 
 class WarningSchema(Schema):
     code = fields.String(
         required=True,
-        metadata={"description": "Stable code: no_words, too_short or mostly_out_of_vocabulary."},
+        validate=validate.OneOf(WARNING_CODES),
+        metadata={
+            "description": "Stable code: `markup_detected` (a `text` that looks like HTML or Markdown), "
+            "`mostly_links` (half the text or more is URLs or e-mail addresses), `language_mismatch` "
+            "(another language than the reference: no stance), `no_words`, `too_short` (under 8 "
+            "words), `many_unknown_words` (half the words or more not in the model's vocabulary), "
+            "`keyword_list` (a tenth of the words or more in keyword lists or repeated sentences)."
+        },
     )
     message = fields.String(required=True)
 
@@ -153,9 +196,27 @@ class TextResultSchema(Schema):
         required=True, metadata={"description": "TF-IDF cosine to the whole reference, 0..1."}
     )
     related = fields.Float(
-        required=True, metadata={"description": "Probability that the text is about the reference."}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Probability that the text is about the reference; null with `language_mismatch`."
+        },
     )
-    stance = fields.Nested(StanceSchema, required=True)
+    stance = fields.Nested(
+        StanceSchema,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Null when the text is in another language than the reference "
+            "(`language_mismatch`): the model judges stance in the reference's language only."
+        },
+    )
+    language = fields.Nested(
+        LanguageSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The text's identified language; null for a text without letters."},
+    )
     claims = fields.List(fields.Nested(ClaimScoreSchema), required=True)
     warnings = fields.List(fields.Nested(WarningSchema), required=True)
     evidence = fields.Nested(EvidenceSchema, metadata={"description": "Only with explain: true."})
@@ -193,7 +254,9 @@ class ReferenceSchema(Schema):
 
 
 class ReferenceDetailSchema(ReferenceSchema):
-    text = fields.String(required=True, metadata={"description": "The cleaned reference body."})
+    text = fields.String(
+        required=True, metadata={"description": "The reference body as written; evidence offsets index it."}
+    )
 
 
 class ReferenceListSchema(Schema):

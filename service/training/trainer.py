@@ -164,7 +164,7 @@ def pair_feature_matrix(
     headline_index = {h: i for i, h in enumerate(headlines)}
     body_ids = list(dict.fromkeys(pairs.body_ids))  # only the bodies the pairs use
     body_index = {b: i for i, b in enumerate(body_ids)}
-    encoded_headlines = encoder.encode(headlines)
+    encoded_headlines = encoder.encode(headlines, claims=True)
     rows_of_body: dict[int, list[int]] = {}
     for row, body_id in enumerate(pairs.body_ids):
         rows_of_body.setdefault(body_index[body_id], []).append(row)
@@ -461,7 +461,7 @@ def with_hard_negatives(
     story = story_of(pairs)
     headlines = list(dict.fromkeys(pairs.headlines))
     body_ids = list(pairs.bodies)
-    encoded_headlines = encoder.encode(headlines)
+    encoded_headlines = encoder.encode(headlines, claims=True)
     encoded_bodies = encoder.encode([pairs.bodies[b] for b in body_ids])
     body_story = np.array([story["b:" + b] for b in body_ids])
     paired = set(zip(pairs.headlines, pairs.body_ids, strict=True))

@@ -54,7 +54,7 @@ def list_references():
 def get_reference(reference_id: str):
     """Get one reference document with its text
 
-    `text` is the cleaned body; evidence offsets (`reference_start`,
+    `text` is the body as written; evidence offsets (`reference_start`,
     `reference_end`) and claim sources index into it.
     """
     scorer = current_runtime().scorer

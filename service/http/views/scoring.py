@@ -68,7 +68,11 @@ def score(payload: dict):
         ) from None
     ids = [item.get("id", str(i)) for i, item in enumerate(texts)]
     results = runtime.scorer.score(
-        [item["text"] for item in texts], ids=ids, reference_id=reference.id, explain=payload["explain"]
+        [item["text"] for item in texts],
+        ids=ids,
+        reference_id=reference.id,
+        explain=payload["explain"],
+        formats=[item["format"] for item in texts],
     )
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
