@@ -401,9 +401,12 @@ class TextEncoder:
         lexicon = (owner_matrix if owner_weighted is None else owner_weighted) @ sentence_lexicon
         lead_lexicon = lead_owner @ sentence_lexicon[lead_rows]
 
-        sentence_chars = self._char_counts(sentence_texts)
-        char_counts = (owner_matrix @ sentence_chars).tocsr()
-        char_share = _share(owner_weighted, sentence_chars, char_counts)
+        if weighted:
+            sentence_chars = self._char_counts(sentence_texts)
+            char_counts = (owner_matrix @ sentence_chars).tocsr()
+            char_share = _share(owner_weighted, sentence_chars, char_counts)
+        else:  # the same sums, counted straight into text rows
+            char_counts, char_share = self._char_counts(sentence_texts, owner, n_texts), None
 
         return EncodedTexts(
             word=self._tfidf(counts, share),
@@ -517,13 +520,24 @@ class TextEncoder:
         norms[norms == 0] = 1.0
         return _nonzero_csr(values * share / norms[rows], counts)
 
-    def _char_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``."""
+    def _char_counts(
+        self, texts: Sequence[str], rows: np.ndarray | None = None, n_rows: int | None = None
+    ) -> sp.csr_matrix:
+        """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``,
+        with texts summed into ``rows`` when given (see :func:`hashed_char_wb_counts`)."""
         cfg = self.config
+        size = 2**cfg.char_hash_bits
         try:
-            return hashed_char_wb_counts(texts, cfg.char_ngram_min, cfg.char_ngram_max, 2**cfg.char_hash_bits)
+            return hashed_char_wb_counts(
+                texts, cfg.char_ngram_min, cfg.char_ngram_max, size, rows=rows, n_rows=n_rows
+            )
         except UnicodeEncodeError:  # lone surrogates: let scikit-learn raise or cope as it does
-            return self._hasher.transform(texts).tocsr()
+            counts = self._hasher.transform(texts).tocsr()
+            if rows is None:
+                return counts
+            return (
+                _owner_matrix(np.asarray(rows), n_rows if n_rows is not None else len(texts)) @ counts
+            ).tocsr()
 
     def _presence(self, counts: sp.csr_matrix, share: np.ndarray | None) -> sp.csr_matrix:
         # A term met only in keyword lists is a partial presence.
@@ -685,7 +699,15 @@ def _murmurhash3_32(words: np.ndarray, starts: np.ndarray, length: int) -> np.nd
     return h.view(np.int32)
 
 
-def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_features: int) -> sp.csr_matrix:
+def hashed_char_wb_counts(
+    texts: Sequence[str],
+    min_n: int,
+    max_n: int,
+    n_features: int,
+    *,
+    rows: np.ndarray | None = None,
+    n_rows: int | None = None,
+) -> sp.csr_matrix:
     """Counts of hashed ``char_wb`` n-grams: ``HashingVectorizer(analyzer="char_wb",
     ngram_range=(min_n, max_n), n_features=n_features, alternate_sign=False, norm=None,
     lowercase=True).transform(texts)``, computed with array operations instead of one
@@ -697,12 +719,18 @@ def hashed_char_wb_counts(texts: Sequence[str], min_n: int, max_n: int, n_featur
     whole), hash its UTF-8 bytes with MurmurHash3 and take ``|h| % n_features``.
     The result is in canonical form (sorted indices, summed counts), as
     scikit-learn's. Raises ``UnicodeEncodeError`` for text with lone surrogates.
+
+    ``rows`` (non-decreasing, one per text) sums texts into ``n_rows`` output
+    rows: the counts of sentences, summed by the text that holds them, without a
+    sparse product over all ``n_features`` columns.
     """
     n_texts = len(texts)
     padded = [" " + "  ".join(parts) + " " if (parts := t.lower().split()) else "" for t in texts]
     lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=n_texts)
-    # The text (row) of every character of the joined texts: a look-up, not a search.
-    row_of = np.repeat(np.arange(n_texts, dtype=np.int64), lengths)
+    owner = np.arange(n_texts, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    n_texts = n_texts if n_rows is None else n_rows
+    # The output row of every character of the joined texts: a look-up, not a search.
+    row_of = np.repeat(owner, lengths)
     joined = "".join(padded)
     encoded = joined.encode("utf-8")
     raw = np.frombuffer(encoded, dtype=np.uint8)
