@@ -18,6 +18,10 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet read a cell as a formula."""
 
 
+BYTE_ORDER_MARK = "\ufeff"
+"""Starts the CSV: without it, Excel reads UTF-8 as the system's legacy code page."""
+
+
 def escape_formula(cell: str) -> str:
     """``cell`` with a leading apostrophe if it starts with a formula trigger, else unchanged."""
     return "'" + cell if cell.startswith(FORMULA_TRIGGERS) else cell
@@ -37,12 +41,13 @@ def csv_header(claim_ids: Sequence[str]) -> list[str]:
 
 
 def results_csv(results: Sequence[dict], reference_id: str, claim_ids: Sequence[str]) -> str:
-    """The results as CSV (RFC 4180, CRLF line ends), one row per text, every cell escaped.
+    """The results as CSV (UTF-8 with a byte order mark, CRLF line ends), one row per text, escaped.
 
     A result whose ``stance`` is null has empty stance and probability cells; its
     warnings (``code: message``, separated by ``; ``) say why.
     """
     out = io.StringIO()
+    out.write(BYTE_ORDER_MARK)
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(csv_header(claim_ids))
     for result in results:
