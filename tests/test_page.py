@@ -287,16 +287,18 @@ def test_upload_scores_like_the_cli_and_reports_bad_rows(client: FlaskClient, tm
     response = upload(client, "texts.csv", content.getvalue())
     assert response.status_code == 200
     page = parse_page(response.get_data(as_text=True))
-    refused = page.text_of("row-errors")
-    assert "3" in refused and "a3" in refused and "non-whitespace" in refused
-    assert "already used by row 1" in refused
-    assert "3 texts scored" in " ".join(page.text_of("many-summary").split())
+    refused = [a for tag, a in page.elements if tag == "tr" and a.get("data-line")]
+    assert [r["data-line"] for r in refused] == ["2", "4", "5"]  # lines of the file (1 is the header)
+    report = " ".join(page.text_of("row-errors").split())
+    assert "non-whitespace" in report and "id 'a1' is also on line 5" in report
+    assert "2 texts scored" in " ".join(page.text_of("many-summary").split())
+    assert "3 rows refused" in " ".join(page.text_of("many-summary").split())
 
     good = tmp_path / "good.csv"
     with open(good, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "text"])
-        writer.writerows([rows[0], ("2", rows[1][1]), rows[4]])
+        writer.writerows([("3", rows[1][1]), rows[4]])
     out = tmp_path / "cli.jsonl"
     assert cli_main(["score", str(good), "--out", str(out)]) == 0
     cli_lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -327,15 +329,19 @@ def test_escape_formula_and_null_stances() -> None:
     assert row[4:9] == [""] * 5 and row[9] == "language_mismatch: not English" and row[10:] == ["", ""]
 
 
-def test_upload_errors_name_the_file(client: FlaskClient) -> None:
+def test_upload_errors_name_the_file_and_line(client: FlaskClient) -> None:
     response = upload(client, "notes.txt", "hello")
     assert response.status_code == 422
-    assert "must end in .csv or .jsonl" in response.get_data(as_text=True)
-    response = upload(client, "bad.jsonl", '{"text": "ok"}\nnot json\n')
+    assert "notes.txt: cannot tell the format from the name" in response.get_data(as_text=True)
+    response = upload(client, "nocolumn.csv", "foo\nbar\n")
     assert response.status_code == 422
-    assert "bad.jsonl, line 2: not JSON" in response.get_data(as_text=True)
-    response = upload(client, "latin.csv", "text\ncaf\xe9\n".encode("latin-1"))
-    assert "latin.csv: not UTF-8" in response.get_data(as_text=True)
+    assert "nocolumn.csv: no &#39;text&#39; column" in response.get_data(as_text=True)
+    # A bad row is reported with its line; the other rows are still scored.
+    page = parse_page(upload(client, "bad.jsonl", '{"text": "ok NATO"}\nnot json\n').get_data(as_text=True))
+    assert "not JSON" in page.text_of("row-errors") and "1 text scored" in page.text_of("many-summary")
+    page = parse_page(upload(client, "latin.csv", "text\ncaf\xe9\n".encode("latin-1")).get_data(as_text=True))
+    assert "not UTF-8: byte 0xe9" in page.text_of("row-errors")
+    assert "0 texts scored" in page.text_of("many-summary")
     assert client.post("/page/batch", data={}, headers=HTMX).status_code == 422
 
 

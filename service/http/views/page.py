@@ -25,13 +25,13 @@ from service.domain.scorer import UnknownReferenceError
 from service.domain.stance import STANCE_LABELS
 from service.http.access import API_KEY_HEADER, PAGE_ACTIONS_PREFIX, PAGE_KEY_FIELD, load_key_digests
 from service.http.body import accepts_form
-from service.http.page_batch import BatchFileError, read_uploaded_texts
 from service.http.page_downloads import results_csv, results_jsonl
 from service.http.problems import PROBLEM_TYPES, Problem, flatten_messages, problem_type_for_status
 from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
 from service.http.views.context import current_runtime, current_settings
 from service.http.views.references import describe
 from service.http.views.scoring import score_request
+from service.textfiles import ReadOptions, TextFileError, format_of, read_texts
 
 blp = Blueprint(
     "page",
@@ -122,8 +122,8 @@ def score_many():
         )
     reference = request.form.get("reference") or None
     try:
-        rows, row_errors = read_uploaded_texts(upload.filename, upload.stream.read(), current_settings())
-    except BatchFileError as error:
+        rows, row_errors = read_upload(upload.filename, upload.stream.read())
+    except TextFileError as error:
         raise Problem(
             "validation-error", str(error), errors=[{"field": "file", "message": str(error)}]
         ) from None
@@ -147,6 +147,24 @@ def score_many():
     if _is_htmx():
         return render_template("_many_result.html", view=view)
     return render_template("page.html", **_page_context(), many=view)
+
+
+def read_upload(filename: str, data: bytes) -> tuple[list[tuple[int, str, str]], list[dict]]:
+    """The ``(line, id, text)`` rows of an uploaded file to score, and the rows refused.
+
+    The file rules of ``discourse score`` (:mod:`service.textfiles`, the API's limits); each
+    refused row is ``{"line", "field", "reason", "id"}``. Raises :class:`TextFileError`, its
+    message starting with the file's name, when the file as a whole cannot be read.
+    """
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+    try:
+        texts = read_texts(
+            data, format_of(name), ReadOptions(max_text_chars=current_settings().max_text_chars)
+        )
+    except TextFileError as error:
+        raise TextFileError(f"{name}: {error}") from None
+    rows = [(record.line, record.id, record.text) for record in texts.records]
+    return rows, [{"id": "", **error.document()} for error in texts.errors]
 
 
 def score_rows(rows: Sequence[tuple[int, str, str]], reference: str | None) -> dict:
