@@ -54,6 +54,13 @@ for (const node of box.childNodes) {
 return {text: box.textContent, spans: spans};
 """
 
+# Records each state the progress box goes through (uploading, scoring, done).
+STATES_JS = """
+window.progressStates = [];
+new MutationObserver(() => window.progressStates.push(arguments[0].dataset.state))
+  .observe(arguments[0], {attributes: true, attributeFilter: ['data-state']});
+"""
+
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory) -> Path:
@@ -220,10 +227,12 @@ def test_upload_300_rows_progress_paging_and_downloads(
     write_300_rows(source)
     open_page(browser, server.base_url)
     browser.find_element(By.ID, "many-file").send_keys(str(source))
-    browser.find_element(By.CSS_SELECTOR, "#many-form button[type=submit]").click()
     box = browser.find_element(By.ID, "many-progress-box")
+    browser.execute_script(STATES_JS, box)
+    browser.find_element(By.CSS_SELECTOR, "#many-form button[type=submit]").click()
     wait(browser, 60).until(lambda d: box.get_attribute("data-state") in ("done", "failed"))
-    assert box.get_attribute("data-state") == "done"
+    states = browser.execute_script("return window.progressStates")
+    assert states[0] == "uploading" and states[-1] == "done", states
     assert browser.find_element(By.ID, "many-progress").get_attribute("value") == "100"
     assert "300 texts scored" in browser.find_element(By.ID, "many-summary").text
 
