@@ -195,6 +195,28 @@ def test_user_text_and_ids_are_escaped(client: FlaskClient, hostile: str) -> Non
     assert hostile in page.text_of("one-result-title")
 
 
+def test_a_result_without_stance_says_why(app) -> None:
+    """Results may come without a stance (with a warning saying why): the page shows the warning."""
+    from flask import render_template
+
+    from service.http.views.page import one_text_view
+
+    with app.test_request_context("/"):
+        client = app.test_client()
+        document = api_score(client, {"texts": [{"text": TEXT}], "explain": True})
+        result = document["results"][0]
+        result["stance"] = None
+        result["language"] = {"code": "de", "probability": 0.97}
+        result["warnings"] = [{"code": "language_mismatch", "message": "the text is in German"}]
+        for claim in result["claims"]:
+            claim["stance"] = None
+        view = one_text_view(document, TEXT, {"texts": [{"text": TEXT}], "explain": True}, "http://x/")
+        page = parse_page(render_template("_one_result.html", view=view))
+    stance = " ".join(page.text_of("overall-stance").split())
+    assert "No stance: the text is in German" in stance
+    assert "Language: de (probability 0.97)" in " ".join(page.text_of("one-result-article").split())
+
+
 # --- highlights and wording -------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -126,6 +127,7 @@ def merged(spans: list[list[int]]) -> list[list[int]]:
     return runs
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="runs the page's curl command")
 def test_score_a_text_shows_label_bars_and_exact_highlights(browser: WebDriver, server) -> None:
     open_page(browser, server.base_url)
     score_text(browser, TEXT)
@@ -180,6 +182,10 @@ def test_score_a_text_shows_label_bars_and_exact_highlights(browser: WebDriver, 
     assert values == sorted(values, reverse=True)
     assert header.find_element(By.XPATH, "..").get_attribute("aria-sort") == "descending"
 
+    # The curl command, run as a user would paste it, gets the response the page shows.
+    command = browser.find_element(By.ID, "one-curl").get_attribute("textContent")
+    ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(ran.stdout) == api
     # Copy JSON puts the API's response on the clipboard (or selects it for copying).
     browser.find_element(By.CSS_SELECTOR, "button[data-copy='one-json']").click()
     wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, ".copy-status").text)
