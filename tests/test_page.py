@@ -376,6 +376,14 @@ def test_upload_over_the_body_limit_is_refused_whole(runtime: Runtime) -> None:
     assert "larger than the limit of 2,000 bytes" in response.get_data(as_text=True)
 
 
+def test_upload_over_the_row_limit_is_refused_whole(runtime: Runtime) -> None:
+    client = create_app(Settings(rate_limit_enabled=False, page_max_rows=3), runtime=runtime).test_client()
+    assert upload(client, "ok.csv", "text\nNATO one\nNATO two\nNATO three\n").status_code == 200
+    response = upload(client, "four.csv", "text\nNATO one\nNATO two\nNATO three\nNATO four\n")
+    assert response.status_code == 422
+    assert "four.csv: 4 rows to score; the page scores at most 3" in response.get_data(as_text=True)
+
+
 def test_upload_can_use_another_reference(tmp_path: Path) -> None:
     runtime = load_runtime(DEFAULT_MODEL_DIR, seeds_with_second_reference(tmp_path / "seeds"))
     client = create_app(Settings(rate_limit_enabled=False), runtime=runtime).test_client()

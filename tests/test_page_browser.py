@@ -368,3 +368,19 @@ def test_one_text_scores_with_javascript_off(server) -> None:
         assert driver.current_url.endswith("/page/score")
         assert "Stance:" in driver.find_element(By.ID, "overall-stance").text
         assert driver.find_element(By.ID, "one-text").get_attribute("value").startswith("NATO expansion")
+
+
+def test_a_file_over_the_limit_is_not_sent(browser: WebDriver, server, tmp_path: Path) -> None:
+    source = tmp_path / "big.csv"
+    write_300_rows(source)
+    open_page(browser, server.base_url)
+    file_input = browser.find_element(By.ID, "many-file")
+    # The page learns the limit from the service; a small one here stands for a large file.
+    browser.execute_script("arguments[0].dataset.maxBytes = '1000'", file_input)
+    file_input.send_keys(str(source))
+    browser.find_element(By.CSS_SELECTOR, "#many-form button[type=submit]").click()
+    box = browser.find_element(By.ID, "many-progress-box")
+    wait(browser).until(lambda d: box.get_attribute("data-state") == "failed")
+    assert "over the limit of 1,000 bytes" in box.text
+    assert browser.find_elements(By.ID, "many-result-article") == []
+    assert console_errors(browser) == []

@@ -111,6 +111,22 @@
       return;
     }
     var parts = progressParts();
+    // Over the limit the service refuses the upload whole (413) without reading it, and a browser
+    // still sending sees a broken connection, not the answer: say so before sending anything.
+    var input = document.getElementById("many-file");
+    var limit = Number(input.dataset.maxBytes);
+    if (input.files.length && limit && input.files[0].size > limit) {
+      event.preventDefault();
+      parts.box.hidden = false;
+      parts.box.dataset.state = "failed";
+      parts.bar.setAttribute("value", "0");
+      setText(
+        parts.text,
+        "Not sent: the file has " + input.files[0].size.toLocaleString("en") + " bytes, over the limit of " +
+          limit.toLocaleString("en") + " bytes. Split it, or use the command line (discourse score)."
+      );
+      return;
+    }
     uploadDone = false;
     parts.box.hidden = false;
     parts.bar.setAttribute("value", "0");
@@ -140,14 +156,27 @@
       return;
     }
     var parts = progressParts();
-    parts.bar.setAttribute("value", "100");
     var xhr = event.detail.xhr;
-    if (event.detail.successful) {
+    // 4xx answers are swapped in (they explain what is wrong), so htmx counts them as successful.
+    if (xhr && xhr.status >= 200 && xhr.status < 300) {
+      parts.bar.setAttribute("value", "100");
       parts.box.dataset.state = "done";
       setText(parts.text, "Done.");
     } else {
+      parts.bar.setAttribute("value", "0");
       parts.box.dataset.state = "failed";
       setText(parts.text, xhr && xhr.status ? "Failed (HTTP " + xhr.status + "): see the message below." : "Failed: the service could not be reached.");
+    }
+  });
+
+  body.addEventListener("htmx:sendError", function (event) {
+    var target = document.getElementById(event.detail.elt.id === "many-form" ? "many-result" : "one-result");
+    if (target && (event.detail.elt.id === "many-form" || event.detail.elt.id === "one-form")) {
+      var message = document.createElement("div");
+      message.className = "error";
+      message.setAttribute("role", "alert");
+      message.textContent = "The service could not be reached, or it closed the connection. Nothing was scored; try again.";
+      target.replaceChildren(message);
     }
   });
 

@@ -127,6 +127,14 @@ def score_many():
         raise Problem(
             "validation-error", str(error), errors=[{"field": "file", "message": str(error)}]
         ) from None
+    limit = current_settings().page_max_rows
+    if len(rows) > limit:
+        raise Problem(
+            "validation-error",
+            f"{upload.filename}: {len(rows):,} rows to score; the page scores at most {limit:,} from one "
+            "file. Split the file, or score it with the command line (discourse score).",
+            errors=[{"field": "file", "message": f"At most {limit} rows per file ({len(rows)} given)."}],
+        )
     document = score_rows(rows, reference)
     documents = document["results"]
     reference_id = document["reference"]["id"]
@@ -354,6 +362,7 @@ def _page_context(form=None) -> dict:
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
             "max_text_chars": settings.max_text_chars,
+            "page_max_rows": settings.page_max_rows,
         },
     }
 
