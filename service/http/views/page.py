@@ -315,6 +315,7 @@ def one_text_view(document: dict, text: str, request_payload: dict, host_url: st
     return {
         "document": document,
         "result": result,
+        "id_given": "id" in request_payload["texts"][0],
         "labels": STANCE_LABELS,
         "similarity_sentence": similarity_sentence(result["similarity"]),
         "claims": [{**claim, "text": claim_texts.get(claim["id"], "")} for claim in result["claims"]],
