@@ -232,6 +232,7 @@ def test_highlight_covers_exactly_the_spans_and_keeps_the_text() -> None:
         position += len(segment.text)
     assert covered[1] == () and covered[2] == (1,) and covered[4] == (1, 2) and covered[8] == (2,)
     assert covered[9] == () and covered[12] == (3,) and covered[15] == (3,)
+    assert [s.starts for s in segments if s.starts] == [(1,), (2,), (3,)]
     assert highlight("", []) == []
 
 

@@ -261,10 +261,12 @@ def _error_response(problem: Problem):
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of text and the (1-based) numbers of the evidence passages covering it, if any."""
+    """A run of text, the (1-based) numbers of the evidence passages covering it, and of those
+    that start with it (the page writes those numbers at the start of each highlight)."""
 
     text: str
     passages: tuple[int, ...]
+    starts: tuple[int, ...] = ()
 
 
 def highlight(text: str, spans: Iterable[tuple[int, int, int]]) -> list[Segment]:
@@ -278,7 +280,8 @@ def highlight(text: str, spans: Iterable[tuple[int, int, int]]) -> list[Segment]
     segments = []
     for start, end in itertools.pairwise(cuts):
         covering = tuple(sorted(n for s, e, n in spans if s <= start and end <= e))
-        segments.append(Segment(text[start:end], covering))
+        starting = tuple(sorted(n for s, _, n in spans if s == start))
+        segments.append(Segment(text[start:end], covering, starting))
     return segments
 
 
