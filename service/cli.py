@@ -1,7 +1,8 @@
 """The ``discourse`` command: train, validate, evaluate, predict-pairs, score files, serve.
 
 Exit status: 0 on success, 1 when the data or an artifact is unusable (the
-message on stderr names the file), 2 for wrong usage.
+message on stderr names the file), 2 for wrong usage; ``discourse score`` also
+exits 3 when it finished but rejected some rows (see :mod:`service.file_scoring`).
 """
 
 from __future__ import annotations
@@ -137,6 +138,24 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--id-column", help="column or key of the id (default: 'id' when present; a name given must exist)"
     )
+    where = score.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="score on a local Dask cluster of N worker processes (needs the dask extra); --out is a folder",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="score on a running Dask cluster, e.g. tcp://10.0.0.5:8786; --out is a folder that "
+        "the workers can write to",
+    )
+    score.add_argument(
+        "--partition-size",
+        type=_positive_int,
+        default=10_000,
+        help="rows per partition (part file) with --workers or --scheduler (default 10000)",
+    )
     score.add_argument("--reference", help="reference id (default: the default reference)")
     score.add_argument("--explain", action="store_true", help="add evidence to every result")
     score.add_argument("--batch-size", type=_positive_int, default=64)
@@ -154,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from service.artifacts import ArtifactError
     from service.config import SettingsError
+    from service.corpus import CorpusError
     from service.domain.scorer import UnknownReferenceError
     from service.file_scoring import InputError
     from service.outputs import OutputError
@@ -171,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnknownReferenceError,
         TrainingProcessError,
         SettingsError,
+        CorpusError,
     ) as error:
         print(f"discourse {args.command}: {error}", file=sys.stderr)
         return 1
@@ -247,6 +268,10 @@ def _predict_pairs(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    if args.workers or args.scheduler:
+        from service.cluster import score_on_cluster
+
+        return score_on_cluster(args, _model_dir(args.model))
     from service.file_scoring import score_file
 
     return score_file(args, _model_dir(args.model))

@@ -35,15 +35,18 @@ def refuse_inputs(output: Path, inputs: Iterable[Path], what: str = "--out") -> 
 
 
 @contextlib.contextmanager
-def atomic_text(path: Path) -> Iterator[TextIO]:
+def atomic_text(path: Path, tag: str = "") -> Iterator[TextIO]:
     """A UTF-8 text file at ``path``, in place only if the ``with`` block completes.
 
-    Creates missing parent folders. Raises :class:`OutputError` naming the path
-    when the folder cannot be made or written.
+    Creates missing parent folders. ``tag`` goes into the temporary file's name
+    (``.NAME.TAG.XXXX.tmp``), e.g. the id of the process writing it. Raises
+    :class:`OutputError` naming the path when the folder cannot be made or written.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{tag + '.' if tag else ''}", suffix=".tmp"
+        )
     except OSError as error:
         raise OutputError(f"{path}: cannot be written ({error.strerror})") from None
     try:

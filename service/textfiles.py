@@ -269,10 +269,13 @@ def _lines(
         offset += size
 
 
-def _encoding_error(raw: bytes, offset: int, line: int, error: UnicodeDecodeError) -> RowError:
+def _encoding_error(
+    raw: bytes, offset: int, line: int, error: UnicodeDecodeError, row_offset: int | None = None
+) -> RowError:
+    """The error of a line that is not UTF-8 at ``offset`` (of a row starting at ``row_offset``)."""
     position = offset + error.start
     reason = f"not UTF-8: byte 0x{raw[error.start]:02x} at byte offset {position} of the file"
-    return RowError(line, "encoding", reason, None, offset)
+    return RowError(line, "encoding", reason, None, offset if row_offset is None else row_offset)
 
 
 def _too_long(line: int, offset: int, options: ReadOptions) -> RowError:
@@ -413,11 +416,12 @@ def _records(stream, limit, start, stop) -> Iterator[tuple[int, int, list[bytes]
 
 def _decode_lines(lines: list[bytes], offset: int, line: int) -> list[str] | RowError:
     decoded = []
+    row_offset = offset
     for n, raw in enumerate(lines):
         try:
             decoded.append(raw.decode("utf-8"))
         except UnicodeDecodeError as error:
-            return _encoding_error(raw, offset, line + n, error)
+            return _encoding_error(raw, offset, line + n, error, row_offset)
         offset += len(raw)
     return decoded
 
