@@ -75,6 +75,9 @@ def score_file(args: argparse.Namespace, model_dir: Path) -> int:
         fmt = args.format or ("jsonl" if source is None else format_of(source.name))
     except TextFileError as error:
         raise InputError(f"{name}: {error}; or give --format") from None
+    for output, option in ((args.out, "--out"), (args.errors, "--errors")):
+        if output is not None and output.is_dir():
+            raise OutputError(f"{option} {output} is a folder (a folder is for --workers or --scheduler)")
     errors_out = args.errors or (errors_path(args.out) if args.out else None)
     if source is not None:
         for output, option in ((args.out, "--out"), (errors_out, "--errors")):

@@ -512,6 +512,15 @@ def test_score_csv_rows_that_break_a_rule_go_to_the_errors_file(
     assert errors[5]["reason"].startswith("1 fields where the header has 2 (fewer)")
 
 
+def test_score_refuses_a_folder_as_output_file(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_csv(tmp_path / "texts.csv", ["id", "text"], nato_rows(3))
+    status, _, err = run(["score", str(source), "--model", str(tiny_model), "--out", str(tmp_path)], capsys)
+    assert status == 2
+    assert f"--out {tmp_path} is a folder" in err and "Traceback" not in err
+
+
 def test_score_strict_stops_at_the_first_rejected_row_and_writes_nothing(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

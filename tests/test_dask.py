@@ -250,6 +250,11 @@ def test_cluster_runs_refuse_unsafe_outputs(
         err = capsys.readouterr().err
         assert message in err, err
     assert (stranger / "notes.txt").read_text() == "keep me"
+    # --strict stops before any cluster starts: the plan already knows every rejected row.
+    strict = tmp_path / "strict"
+    assert main(["score", str(source), "--workers", "2", "--strict", "--out", str(strict)]) == 1
+    assert "line 9: id: Text ids must be unique: id 'doc-7' is also on line 22." in capsys.readouterr().err
+    assert not strict.exists()
     assert (
         main(["score", str(tmp_path / "nothing-*.csv"), "--workers", "2", "--out", str(tmp_path / "o")]) == 1
     )

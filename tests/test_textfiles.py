@@ -215,3 +215,22 @@ def test_the_id_index_across_files_names_the_file() -> None:
         index.add(row, "b.jsonl:")
     assert index.finish(rows_b[0], "b.jsonl:") == TextRecord(1, "b.jsonl:1", "b")
     assert index.finish(rows_b[1], "b.jsonl:").reason.endswith("id 'x' is also on line a.jsonl:1.")
+
+
+# -- progress ----------------------------------------------------------------------
+
+
+def test_progress_writes_plain_lines_when_not_on_a_terminal() -> None:
+    from service.progress import Progress
+
+    stream = io.StringIO()
+    quiet = Progress(10, stream, interval=3600)
+    quiet.advance(5)
+    assert stream.getvalue() == ""  # not before the interval
+    quiet.close()
+    chatty = Progress(10, stream, interval=0)
+    chatty.advance(4)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("5/10 rows (50%), ") and " rows/s" in lines[0]
+    assert lines[1].startswith("4/10 rows (40%), ") and lines[1].endswith(" left")
