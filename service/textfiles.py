@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -181,7 +182,7 @@ class IdIndex:
 
     def add(self, row: TextRow | RowError, where: str = "") -> None:
         """Note the id of ``row``; ``where`` prefixes its line (a file name when there are several)."""
-        if not isinstance(row, TextRow) or row.id is None:
+        if row.id is None:  # a refused row's valid id counts too: fixing the row changes no other id
             return
         place = f"{where}{row.line}"
         first = self.first_line.setdefault(row.id, place)
@@ -268,10 +269,13 @@ def _lines(
         offset += size
 
 
-def _encoding_error(raw: bytes, offset: int, line: int, error: UnicodeDecodeError) -> RowError:
+def _encoding_error(
+    raw: bytes, offset: int, line: int, error: UnicodeDecodeError, row_offset: int | None = None
+) -> RowError:
+    """The error of a line that is not UTF-8 at ``offset`` (of a row starting at ``row_offset``)."""
     position = offset + error.start
     reason = f"not UTF-8: byte 0x{raw[error.start]:02x} at byte offset {position} of the file"
-    return RowError(line, "encoding", reason, None, offset)
+    return RowError(line, "encoding", reason, None, offset if row_offset is None else row_offset)
 
 
 def _too_long(line: int, offset: int, options: ReadOptions) -> RowError:
@@ -352,41 +356,72 @@ def _jsonl_rows(stream, options, start, stop, first_line) -> Iterator[TextRow | 
 # -- CSV ----------------------------------------------------------------------------
 
 
+_QUOTED = re.compile(rb'(?:[^"]++|"")*+')
+
+
+def _ends_in_quotes(line: bytes, in_quotes: bool) -> bool:
+    """Whether a CSV line ends inside a quoted field (so the row goes on), from the state at its start.
+
+    A quote opens a quoted field only at the start of a field; inside one, ``""``
+    is a quote. A quote elsewhere is a plain character, as for the csv module.
+    """
+    if not in_quotes and b'"' not in line:
+        return False
+    position, end = 0, len(line)
+    while True:
+        if in_quotes:
+            position = _QUOTED.match(line, position).end()
+            if position >= end:
+                return True
+            in_quotes = False
+            position += 1  # the closing quote
+        elif line.startswith(b'"', position):
+            in_quotes = True
+            position += 1
+            continue
+        comma = line.find(b",", position)
+        if comma < 0:
+            return False
+        position = comma + 1
+
+
 def _records(stream, limit, start, stop) -> Iterator[tuple[int, int, list[bytes] | None, int]]:
-    """Group physical lines into CSV records by quote balance.
+    """Group physical lines into CSV records (a quoted field may hold line breaks).
 
     Yields ``(offset, n_lines, lines, size)``; ``lines`` is ``None`` when the
-    record is over ``limit`` bytes. A quote inside an unquoted field unbalances
-    the count; the csv parser then finds several rows in one group, reported.
+    record is over ``limit`` bytes (then it is not kept).
     """
     lines: list[bytes] | None = []
-    quotes = size = n_lines = 0
+    size = n_lines = 0
+    in_quotes = False
     record_offset = start
-    for offset, raw, line_quotes, line_size in _lines(stream, limit, start, stop):
+    for offset, raw, _, line_size in _lines(stream, limit, start, stop):
         if n_lines == 0:
             record_offset = offset
         n_lines += 1
         size += line_size
-        quotes += line_quotes
         if raw is None or lines is None or size > limit:
-            lines = None  # too long: forget what was kept, count on to the record's end
+            lines = None  # too long: forget what was kept, read on to the row's end
+            in_quotes = in_quotes if raw is None else _ends_in_quotes(raw, in_quotes)
         else:
             lines.append(raw)
-        if quotes % 2:
+            in_quotes = _ends_in_quotes(raw, in_quotes)
+        if in_quotes:
             continue
         yield record_offset, n_lines, lines, size
-        lines, quotes, size, n_lines = [], 0, 0, 0
+        lines, size, n_lines = [], 0, 0
     if n_lines:
         yield record_offset, n_lines, lines, size
 
 
 def _decode_lines(lines: list[bytes], offset: int, line: int) -> list[str] | RowError:
     decoded = []
+    row_offset = offset
     for n, raw in enumerate(lines):
         try:
             decoded.append(raw.decode("utf-8"))
         except UnicodeDecodeError as error:
-            return _encoding_error(raw, offset, line + n, error)
+            return _encoding_error(raw, offset, line + n, error, row_offset)
         offset += len(raw)
     return decoded
 
@@ -397,10 +432,7 @@ def _parse_record(decoded: list[str], line: int, n_lines: int, offset: int) -> l
     except csv.Error as error:
         return RowError(line, "row", f"not CSV: {error}", None, offset)
     if len(rows) != 1:
-        reason = (
-            f"unbalanced quotes: lines {line}-{line + n_lines - 1} do not form one row "
-            '(a quote inside an unquoted field? quote the field and double the quote: "")'
-        )
+        reason = f"lines {line}-{line + n_lines - 1} do not form one row (a stray quote?)"
         return RowError(line, "row", reason, None, offset)
     return rows[0]
 
