@@ -316,6 +316,12 @@ def test_upload_scores_like_the_cli_and_reports_bad_rows(client: FlaskClient, tm
     assert "non-whitespace" in report and "id 'a1' is also on line 5" in report
     assert "2 texts scored" in " ".join(page.text_of("many-summary").split())
     assert "3 rows refused" in " ".join(page.text_of("many-summary").split())
+    errors = [json.loads(line) for line in downloads_of(response)["errors"].splitlines()]
+    assert [(e["file"], e["line"], e["field"], e.get("id")) for e in errors] == [
+        ("texts.csv", 2, "id", "a1"),
+        ("texts.csv", 4, "text", "a3"),
+        ("texts.csv", 5, "id", "a1"),
+    ]
 
     good = tmp_path / "good.csv"
     with open(good, "w", encoding="utf-8", newline="") as handle:
@@ -365,6 +371,7 @@ def test_upload_errors_name_the_file_and_line(client: FlaskClient) -> None:
     page = parse_page(upload(client, "latin.csv", "text\ncaf\xe9\n".encode("latin-1")).get_data(as_text=True))
     assert "not UTF-8: byte 0xe9" in page.text_of("row-errors")
     assert "0 texts scored" in page.text_of("many-summary")
+    assert json.loads(page.text_of("many-downloads"))["errors"].startswith('{"file": "latin.csv", "line": 2')
     assert client.post("/page/batch", data={}, headers=HTMX).status_code == 422
 
 

@@ -291,30 +291,41 @@ def test_upload_300_rows_progress_paging_and_downloads(
 
 
 def test_hostile_texts_and_ids_show_as_text_and_run_nothing(
-    browser: WebDriver, server, tmp_path: Path
+    browser: WebDriver, server, downloads: Path, tmp_path: Path
 ) -> None:
     open_page(browser, server.base_url)
     score_text(browser, f"NATO and Russia {HOSTILE}", text_id=HOSTILE)
     assert HOSTILE in browser.find_element(By.ID, "one-result-title").text
     assert HOSTILE in browser.find_element(By.ID, "evidence-text").text
     hostile_file = tmp_path / "hostile.jsonl"
-    hostile_file.write_text(
-        json.dumps({"id": HOSTILE, "text": HOSTILE})
-        + "\n"
-        + json.dumps({"id": "<b>x</b>", "text": "NATO"})
-        + "\n",
-        encoding="utf-8",
-    )
+    rows = [
+        {"id": HOSTILE, "text": HOSTILE},
+        {"id": "<b>x</b>", "text": "NATO"},
+        {"id": "<i>y</i>", "text": " "},  # blank: refused, and listed
+    ]
+    hostile_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     browser.find_element(By.ID, "many-file").send_keys(str(hostile_file))
     browser.find_element(By.CSS_SELECTOR, "#many-form button[type=submit]").click()
     wait(browser).until(lambda d: d.find_elements(By.ID, "many-table"))
     ids = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#many-table td.text-id")]
     assert ids == [HOSTILE, "<b>x</b>"]
+    assert "<i>y</i>" in browser.find_element(By.ID, "row-errors").text
+    browser.find_element(By.CSS_SELECTOR, "button[data-download='errors']").click()
+    errors_file = downloads / "hostile-scores.errors.jsonl"
+    wait(browser).until(lambda _: errors_file.exists())
+    (error,) = [json.loads(line) for line in errors_file.read_text(encoding="utf-8").splitlines()]
+    assert (error["file"], error["line"], error["field"], error["id"]) == (
+        "hostile.jsonl",
+        3,
+        "text",
+        "<i>y</i>",
+    )
     time.sleep(0.3)  # give an injected handler the time it would need to run
     with pytest.raises(NoAlertPresentException):
         _ = browser.switch_to.alert.text
     assert browser.execute_script("return window.__owned === undefined")
-    assert browser.find_elements(By.CSS_SELECTOR, "#one-result img, #many-result img, #many-result b") == []
+    injected = "#one-result img, #many-result img, #many-result b, #many-result i"
+    assert browser.find_elements(By.CSS_SELECTOR, injected) == []
     assert console_errors(browser) == []
 
 

@@ -274,7 +274,7 @@
   function download(button) {
     var data = JSON.parse(document.getElementById("many-downloads").textContent);
     var kind = button.dataset.download;
-    var type = kind === "csv" ? "text/csv;charset=utf-8" : "application/x-ndjson;charset=utf-8";
+    var type = kind === "csv" ? "text/csv;charset=utf-8" : "application/x-ndjson;charset=utf-8"; // jsonl, errors
     var url = URL.createObjectURL(new Blob([data[kind]], { type: type }));
     var link = document.createElement("a");
     link.href = url;

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.domain.scorer import UnknownReferenceError
 from service.domain.stance import STANCE_LABELS
+from service.file_scoring import error_document
 from service.http.access import API_KEY_HEADER, PAGE_ACTIONS_PREFIX, PAGE_KEY_FIELD, load_key_digests
 from service.http.body import accepts_form
 from service.http.page_downloads import results_csv, results_jsonl
@@ -149,6 +150,11 @@ def score_many():
         "downloads": {
             "csv": results_csv(documents, reference_id, claim_ids),
             "jsonl": results_jsonl(documents, reference_id),
+            # The errors file of discourse score: {"file", "line", "field", "reason"[, "id"]} a line.
+            "errors": "".join(
+                json.dumps({k: v for k, v in e.items() if k != "id" or v}, ensure_ascii=False) + "\n"
+                for e in row_errors
+            ),
         },
         "download_name": _download_stem(upload.filename),
     }
@@ -161,7 +167,8 @@ def read_upload(filename: str, data: bytes) -> tuple[list[tuple[int, str, str]],
     """The ``(line, id, text)`` rows of an uploaded file to score, and the rows refused.
 
     The file rules of ``discourse score`` (:mod:`service.textfiles`, the API's limits); each
-    refused row is ``{"line", "field", "reason", "id"}``. Raises :class:`TextFileError`, its
+    refused row is a line of the errors file of ``discourse score``, ``{"file", "line", "field",
+    "reason", "id"}`` (``id`` empty when the row had none). Raises :class:`TextFileError`, its
     message starting with the file's name, when the file as a whole cannot be read.
     """
     name = filename.replace("\\", "/").rsplit("/", 1)[-1] or "upload"
@@ -172,7 +179,7 @@ def read_upload(filename: str, data: bytes) -> tuple[list[tuple[int, str, str]],
     except TextFileError as error:
         raise TextFileError(f"{name}: {error}") from None
     rows = [(record.line, record.id, record.text) for record in texts.records]
-    return rows, [{"id": "", **error.document()} for error in texts.errors]
+    return rows, [{"id": "", **error_document(name, error)} for error in texts.errors]
 
 
 def score_rows(rows: Sequence[tuple[int, str, str]], reference: str | None) -> dict:
