@@ -1,20 +1,19 @@
 """The ``discourse`` command: train, validate, evaluate, predict-pairs, score files, serve.
 
 Exit status: 0 on success, 1 when the data or an artifact is unusable (the
-message on stderr names the file), 2 for wrong usage.
+message on stderr names the file), 2 for wrong usage; ``discourse score`` also
+exits 3 when it finished but rejected some rows (see :mod:`service.file_scoring`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT
@@ -56,10 +55,20 @@ def _split_seeds(value: str) -> tuple[int, ...]:
     return seeds
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("discourse-compare")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="discourse", description="Similarity and stance of texts towards reference articles."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train the stance model and write its artifact")
@@ -109,9 +118,56 @@ def _parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("--out", type=Path, required=True, help="CSV to write")
 
-    score = commands.add_parser("score", help="score a JSONL or CSV file of texts, write JSONL")
-    score.add_argument("file", type=Path, help="JSONL (objects with 'text', optional 'id') or CSV")
+    score = commands.add_parser(
+        "score",
+        help="score JSONL, CSV or Parquet files of texts, write JSONL",
+        description="Score every text of a file; rows that break a rule go to an errors file. "
+        "Exit status: 0 all rows scored; 1 unusable input, model or reference, or --strict "
+        "met a bad row (nothing written); 2 wrong usage (e.g. --out names an input); "
+        "3 done, but some rows were rejected (see the errors file).",
+    )
+    score.add_argument(
+        "file",
+        help="JSONL (objects with 'text', optional 'id'), CSV (header row) or Parquet; '-' reads "
+        "standard input (JSONL unless --format csv); with --workers/--scheduler also a glob or a folder",
+    )
     score.add_argument("--out", type=Path, help="output JSONL (default: standard output)")
+    score.add_argument(
+        "--errors",
+        type=Path,
+        help="JSONL of rejected rows {line, field, reason, id} (default: OUT's name with .errors.jsonl; "
+        "standard error when writing to standard output)",
+    )
+    score.add_argument("--strict", action="store_true", help="stop at the first rejected row, write nothing")
+    score.add_argument(
+        "--input-format",
+        choices=["jsonl", "csv", "parquet"],
+        help="format of the input file (default: by suffix; JSONL for standard input)",
+    )
+    score.add_argument(
+        "--text-column", default="text", help="column (CSV, Parquet) or key (JSONL) of the text"
+    )
+    score.add_argument(
+        "--id-column", help="column or key of the id (default: 'id' when present; a name given must exist)"
+    )
+    where = score.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="score on a local Dask cluster of N worker processes (needs the dask extra); --out is a folder",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="score on a running Dask cluster, e.g. tcp://10.0.0.5:8786; --out is a folder that "
+        "the workers can write to",
+    )
+    score.add_argument(
+        "--partition-size",
+        type=_positive_int,
+        default=10_000,
+        help="rows per partition (part file) with --workers or --scheduler (default 10000)",
+    )
     score.add_argument("--reference", help="reference id (default: the default reference)")
     score.add_argument("--explain", action="store_true", help="add evidence to every result")
     score.add_argument(
@@ -134,7 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``discourse`` console script."""
     args = _parser().parse_args(argv)
     from service.artifacts import ArtifactError
+    from service.config import SettingsError
+    from service.corpus import CorpusError
     from service.domain.scorer import UnknownReferenceError
+    from service.file_scoring import InputError
+    from service.outputs import OutputError
     from service.reference_files import ReferenceFileError
     from service.training.fnc import DataFormatError
     from service.training.process_pool import TrainingProcessError
@@ -145,12 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ArtifactError,
         ReferenceFileError,
         DataFormatError,
-        InputFileError,
+        InputError,
         UnknownReferenceError,
         TrainingProcessError,
+        SettingsError,
+        CorpusError,
     ) as error:
         print(f"discourse {args.command}: {error}", file=sys.stderr)
         return 1
+    except OutputError as error:
+        print(f"discourse {args.command}: {error}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours, and nothing more to say.
         sys.stderr.close()
@@ -233,93 +298,14 @@ def _predict_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
-class InputFileError(ValueError):
-    """A file given to ``discourse score`` cannot be read; the message names the file and line."""
-
-
-def read_texts(path: Path) -> Iterator[tuple[str, str]]:
-    """Yield ``(id, text)`` from a JSONL file (``.jsonl``/``.ndjson``/``.json``) or a CSV file.
-
-    Rows without an id get their 1-based row number. The file must be UTF-8
-    (a byte order mark is allowed).
-    """
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by the with below
-    except OSError as error:
-        raise InputFileError(f"{path}: cannot be read ({error.strerror})") from None
-    with handle:
-        try:
-            yield from _read_rows(path, handle)
-        except UnicodeDecodeError:
-            raise InputFileError(f"{path}: not UTF-8 text") from None
-
-
-def _read_rows(path: Path, handle) -> Iterator[tuple[str, str]]:
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(handle)
-        if "text" not in (reader.fieldnames or []):
-            raise InputFileError(f"{path}: no 'text' column")
-        for n, row in enumerate(reader, start=1):
-            yield (row.get("id") or str(n)), row["text"] or ""
-        return
-    for n, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputFileError(f"{path}, line {n}: not JSON ({error.msg})") from None
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            raise InputFileError(f"{path}, line {n}: expected an object with a string 'text'")
-        yield str(item.get("id", n)), item["text"]
-
-
-def result_document(result) -> dict:
-    """The JSON form of a :class:`service.domain.scorer.TextScore` (as the API returns it)."""
-    document = dataclasses.asdict(result)
-    if document["evidence"] is None:
-        del document["evidence"]
-    return document
-
-
 def _score(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    if args.workers or args.scheduler:
+        from service.cluster import score_on_cluster
 
-    from service.runtime import load_runtime
+        return score_on_cluster(args, _model_dir(args.model))
+    from service.file_scoring import score_file
 
-    runtime = load_runtime(_model_dir(args.model), args.seeds)
-    reference = runtime.scorer.reference(args.reference)
-    # Read the first text before opening --out, so that an unreadable input file
-    # (missing, no 'text' column, not JSON) does not truncate an existing output.
-    items = read_texts(args.file)
-    first = next(items, None)
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    try:
-        with tqdm(unit="text", file=sys.stderr, disable=None) as bar:
-            batch: list[tuple[str, str]] = []
-            for item in itertools.chain([] if first is None else [first], items):
-                batch.append(item)
-                if len(batch) == args.batch_size:
-                    _write_batch(runtime.scorer, batch, reference.id, args.explain, args.format, out)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                _write_batch(runtime.scorer, batch, reference.id, args.explain, args.format, out)
-                bar.update(len(batch))
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    return 0
-
-
-def _write_batch(scorer, batch, reference_id: str, explain: bool, text_format: str, out) -> None:
-    ids = [i for i, _ in batch]
-    texts = [t for _, t in batch]
-    for result in scorer.score(
-        texts, ids=ids, reference_id=reference_id, explain=explain, formats=text_format
-    ):
-        document = {"reference": reference_id, **result_document(result)}
-        out.write(json.dumps(document, ensure_ascii=False) + "\n")
+    return score_file(args, _model_dir(args.model))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     max_texts: int = 256
     max_text_chars: int = 100_000
+    # Rows the web page scores from one uploaded file: its answer must come within worker_timeout.
+    page_max_rows: int = 5_000
     # Comma-separated plain keys, as ``key_id:key`` or bare keys (id = position).
     api_keys: tuple[str, ...] = ()
     # File of ``key_id:sha256-hex-of-key`` lines; keys never stored in clear.
@@ -79,7 +81,7 @@ class Settings:
 
     def check(self) -> None:
         """Reject values that cannot work, naming the variable."""
-        for name in ("max_body_bytes", "max_texts", "max_text_chars"):
+        for name in ("max_body_bytes", "max_texts", "max_text_chars", "page_max_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -278,69 +278,309 @@ def without_null_evidence(result: dict) -> dict:
     return {k: v for k, v in result.items() if not (k == "evidence" and v is None)}
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def nato_rows(n: int) -> list[list[str]]:
+    """``n`` distinct (id, text) rows."""
+    return [[f"r{i}", f"Text {i}: NATO expansion and the security of Russia, row {i}."] for i in range(n)]
+
+
 def test_score_jsonl_matches_the_api(tmp_path: Path, client, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "texts.jsonl"
     lines = [
         json.dumps({"id": TEXTS[0][0], "text": TEXTS[0][1]}),
         "",  # blank lines are skipped
         json.dumps({"text": TEXTS[1][1]}),  # no id: its line number, 3
-        json.dumps({"id": 7, "text": TEXTS[2][1]}),
+        json.dumps({"id": "7", "text": TEXTS[2][1], "source": "ignored"}),
     ]
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "results.jsonl"
     status, _, err = run(["score", str(source), "--out", str(out), "--explain", "--batch-size", "2"], capsys)
     assert status == 0, err
-    documents = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    documents = read_jsonl(out)
     assert [d["id"] for d in documents] == ["nato", "3", "7"]
     assert {d.pop("reference") for d in documents} == {"valdai-eurasian-security-2024"}
     expected = api_results(client, [("nato", TEXTS[0][1]), ("3", TEXTS[1][1]), ("7", TEXTS[2][1])], True)
     assert documents == expected
+    assert (tmp_path / "results.errors.jsonl").read_text(encoding="utf-8") == ""  # none rejected
 
 
 def test_score_csv_to_stdout_matches_the_api(
     tmp_path: Path, client, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = tmp_path / "texts.csv"
-    with open(source, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "text", "ignored"])
-        writer.writerows([[i, t, "x"] for i, t in TEXTS])
-        writer.writerow(["", "A row without an id, about NATO and Russia.", ""])
+    source = write_csv(
+        tmp_path / "texts.csv",
+        ["id", "text", "ignored"],
+        [*([i, t, "x"] for i, t in TEXTS), ["", "A row without an id, about NATO and Russia.", ""]],
+    )
     status, out, err = run(["score", str(source)], capsys)
     assert status == 0, err
     documents = [json.loads(line) for line in out.splitlines()]
-    assert [d["id"] for d in documents] == ["nato", "soup", "talks", "4"]
+    assert [d["id"] for d in documents] == ["nato", "soup", "talks", "7"]  # "talks" spans lines 4-6
     assert all("evidence" not in d for d in documents)
     for document in documents:
         assert document.pop("reference") == "valdai-eurasian-security-2024"
-    texts = [*TEXTS, ("4", "A row without an id, about NATO and Russia.")]
+    texts = [*TEXTS, ("7", "A row without an id, about NATO and Russia.")]
     assert documents == [without_null_evidence(r) for r in api_results(client, texts, False)]
 
 
-def test_score_console_script_in_a_subprocess(tmp_path: Path) -> None:
-    source = tmp_path / "texts.jsonl"
-    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in TEXTS), encoding="utf-8")
+def test_score_console_script_reads_standard_input(tmp_path: Path) -> None:
+    content = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in TEXTS)
     result = subprocess.run(
-        [DISCOURSE, "score", str(source)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [DISCOURSE, "score", "-"], input=content, cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     documents = [json.loads(line) for line in result.stdout.splitlines()]
     assert [d["id"] for d in documents] == [i for i, _ in TEXTS]
     assert documents[0]["stance"]["label"] != "unrelated"
     assert documents[1]["stance"]["label"] == "unrelated"
+    csv_content = "body,key\n" + "".join(f'"{t}",{i}\n' for i, t in TEXTS)
+    result = subprocess.run(
+        [DISCOURSE, "score", "-", "--input-format", "csv", "--text-column", "body", "--id-column", "key"],
+        input=csv_content,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == documents
 
 
-# -- errors --------------------------------------------------------------------------
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"discourse {version('discourse-compare')}\n"
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for code in (
+        "0 all rows scored",
+        "1 unusable input",
+        "2 wrong usage",
+        "3 done, but some rows were rejected",
+    ):
+        assert code in text
+
+
+# -- score: safe with users' files ---------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_score_never_writes_over_its_input(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str, spelling: str
+) -> None:
+    source = tmp_path / f"same{suffix}"
+    if suffix == ".csv":
+        write_csv(source, ["id", "text"], nato_rows(300))
+    else:
+        source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in nato_rows(300)))
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    out = {
+        "same": source,
+        "dotted": tmp_path / "sub" / ".." / source.name,
+        "symlink": tmp_path / "link",
+        "hardlink": tmp_path / "hard",
+    }[spelling]
+    if spelling == "symlink":
+        out.symlink_to(source)
+    elif spelling == "hardlink":
+        out.hardlink_to(source)
+    for option in ("--out", "--errors"):
+        status, _, err = run(["score", str(source), "--model", str(tiny_model), option, str(out)], capsys)
+        assert status == 2
+        assert f"{option} {out} is the input file {source}: refusing to write over an input" in err
+        assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({source.name, "sub", out.name})
+
+
+def test_score_a_bad_byte_rejects_that_row_only_naming_line_and_offset(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_csv(tmp_path / "latin.csv", ["id", "text"], nato_rows(300))
+    data = source.read_bytes()
+    row_250 = data.index(b"Text 249:")  # the 250th row, on line 251
+    bad_at = row_250 + len("Text 249: NATO expansion and the security of Russia, row 249")
+    data = data[:bad_at] + b"\xe9" + data[bad_at + 1 :]  # the final "." becomes a Latin-1 byte
+    source.write_bytes(data)
+    out = tmp_path / "results.jsonl"
+    out.write_text("earlier results\n", encoding="utf-8")
+    status, _, err = run(["score", str(source), "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert status == 3
+    assert "299 rows scored, 1 rejected" in err and "Traceback" not in err
+    assert [d["id"] for d in read_jsonl(out)] == [f"r{i}" for i in range(300) if i != 249]
+    assert read_jsonl(tmp_path / "results.errors.jsonl") == [
+        {
+            "file": str(source),
+            "line": 251,
+            "field": "encoding",
+            "reason": f"not UTF-8: byte 0xe9 at byte offset {bad_at} of the file",
+        }
+    ]
+
+
+def test_score_an_output_is_replaced_only_when_complete(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.file_scoring
+
+    source = write_csv(tmp_path / "texts.csv", ["id", "text"], nato_rows(100))
+    out = tmp_path / "results.jsonl"
+    out.write_text("earlier results\n", encoding="utf-8")
+    real_write = service.file_scoring._write_batch
+    calls = []
+
+    def failing_write(*args, **kwargs):  # a fault in the middle of the run (disk full, Ctrl-C)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(service.file_scoring, "_write_batch", failing_write)
+    argv = ["score", str(source), "--model", str(tiny_model), "--out", str(out), "--batch-size", "10"]
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert out.read_text(encoding="utf-8") == "earlier results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "texts.csv"]  # no temporary left
+    monkeypatch.setattr(service.file_scoring, "_write_batch", real_write)
+    assert run(argv, capsys)[0] == 0
+    assert len(read_jsonl(out)) == 100
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_score_csv_rows_that_break_a_rule_go_to_the_errors_file(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "texts.csv"
+    source.write_text(
+        "id,text\n"
+        "1,NATO is not a threat to Russia, says the minister, and the alliance is purely defensive.\n"  # 2
+        ",A text without an id, quoted properly,\n"  # 3: 3 fields
+        '7,"Short, quoted, and fine."\n'  # 4
+        ',"No id here, so it gets its line number."\n'  # 5
+        "5,A given id that equals line five.\n"  # 6
+        "8,   \n"  # 7: blank text
+        '9,"A text split over\ntwo lines, quoted."\n'  # 8-9
+        "7,The same id as line 4.\n"  # 10
+        "10\n",  # 11: too few fields
+        encoding="utf-8",
+    )
+    out = tmp_path / "out" / "deeper" / "results.jsonl"  # missing folders are created
+    status, _, err = run(["score", str(source), "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert status == 3, err
+    assert "3 rows scored, 6 rejected" in err
+    documents = read_jsonl(out)
+    assert [(d["id"]) for d in documents] == ["5#2", "5", "9"]
+    errors = read_jsonl(out.parent / "results.errors.jsonl")
+    assert [(e["line"], e["field"]) for e in errors] == [
+        (2, "row"),
+        (3, "row"),
+        (4, "id"),
+        (7, "text"),
+        (10, "id"),
+        (11, "row"),
+    ]
+    assert errors[0]["reason"].startswith("4 fields where the header has 2 (more)")
+    assert errors[3]["reason"] == "Must contain at least one non-whitespace character."
+    assert errors[2]["reason"] == "Text ids must be unique: id '7' is also on line 10."
+    assert errors[5]["reason"].startswith("1 fields where the header has 2 (fewer)")
+
+
+def test_score_refuses_a_folder_as_output_file(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_csv(tmp_path / "texts.csv", ["id", "text"], nato_rows(3))
+    status, _, err = run(["score", str(source), "--model", str(tiny_model), "--out", str(tmp_path)], capsys)
+    assert status == 2
+    assert f"--out {tmp_path} is a folder" in err and "Traceback" not in err
+
+
+def test_score_strict_stops_at_the_first_rejected_row_and_writes_nothing(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_csv(tmp_path / "texts.csv", ["id", "text"], [*nato_rows(5), ["x", " "], *nato_rows(2)])
+    out = tmp_path / "results.jsonl"
+    out.write_text("earlier results\n", encoding="utf-8")
+    status, _, err = run(
+        ["score", str(source), "--model", str(tiny_model), "--out", str(out), "--strict"], capsys
+    )
+    assert status == 1
+    assert f"{source}, line 7: text: Must contain at least one non-whitespace character." in err
+    assert out.read_text(encoding="utf-8") == "earlier results\n"
+    assert not (tmp_path / "results.errors.jsonl").exists()
+    # Repeated ids are found by --strict too.
+    write_csv(source, ["id", "text"], [*nato_rows(3), *nato_rows(1)])
+    status, _, err = run(
+        ["score", str(source), "--model", str(tiny_model), "--strict", "--out", str(out)], capsys
+    )
+    assert status == 1
+    assert f"{source}, line 2: id: Text ids must be unique: id 'r0' is also on line 5." in err
+    assert out.read_text(encoding="utf-8") == "earlier results\n"
+
+
+def test_score_jsonl_rows_that_break_a_rule(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCOURSE_MAX_TEXT_CHARS", "60")  # the API's limit, read the same way
+    source = tmp_path / "texts.jsonl"
+    lines = [
+        {"id": "a", "text": "NATO and Russia."},
+        {"id": 7, "text": "An id that is a number."},
+        {"id": "b", "text": "x" * 61},
+        {"id": "c", "text": "x" * 60},
+        {"text": ["not", "a string"]},
+        {"id": "a", "text": "Again a."},
+    ]
+    source.write_text(
+        "".join(json.dumps(line) + "\n" for line in lines) + "{broken\n" + "x" * (13 * 60 + 2**20) + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "results.jsonl"
+    status, _, err = run(["score", str(source), "--model", str(tiny_model), "--out", str(out)], capsys)
+    assert status == 3, err
+    assert [d["id"] for d in read_jsonl(out)] == ["c"]
+    errors = {e["line"]: e for e in read_jsonl(tmp_path / "results.errors.jsonl")}
+    assert sorted(errors) == [1, 2, 3, 5, 6, 7, 8]
+    assert errors[2]["reason"] == "Not a valid string (got a number)."
+    assert errors[3]["reason"] == "At most 60 characters per text (this one has 61)."
+    assert errors[5]["reason"] == "Not a valid string (got an array)."
+    assert errors[7]["reason"].startswith("not JSON: ")
+    assert errors[8]["reason"].startswith("row longer than")
 
 
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("no-text.csv", "id,body\n1,hello\n", "no 'text' column"),
-        ("bad.jsonl", '{"text": "fine"}\n{not json\n', "line 2: not JSON"),
-        ("list.jsonl", '["text"]\n', "line 1: expected an object with a string 'text'"),
-        ("number.jsonl", '{"text": 5}\n', "line 1: expected an object with a string 'text'"),
-        ("latin1.csv", None, "not UTF-8 text"),
+        ("no-text.csv", "id,body\n1,hello\n", "no 'text' column (the header has: id, body)"),
+        ("empty.csv", "", "empty: a CSV file starts with a header"),
+        ("twice.csv", "text,text\na,b\n", "column 'text' appears twice"),
+        ("texts.txt", "hello\n", "cannot tell the format from the name"),
         ("missing.jsonl", None, "cannot be read"),
     ],
 )
@@ -355,8 +595,6 @@ def test_score_refuses_unreadable_input_naming_the_file(
     source = tmp_path / name
     if content is not None:
         source.write_text(content, encoding="utf-8")
-    elif name.startswith("latin1"):
-        source.write_bytes("text\ncaf\xe9\n".encode("latin-1"))
     out = tmp_path / "existing-results.jsonl"
     out.write_text("earlier results\n", encoding="utf-8")
     status, _, err = run(["score", str(source), "--model", str(tiny_model), "--out", str(out)], capsys)
@@ -364,8 +602,7 @@ def test_score_refuses_unreadable_input_naming_the_file(
     assert err.startswith(f"discourse score: {source}")
     assert message in err
     assert "Traceback" not in err
-    if "line 2" not in message:  # nothing was scored: an existing output is left alone
-        assert out.read_text(encoding="utf-8") == "earlier results\n"
+    assert out.read_text(encoding="utf-8") == "earlier results\n"  # nothing scored, nothing replaced
 
 
 def test_score_unknown_reference_exits_1_without_a_traceback(tmp_path: Path) -> None:
@@ -388,6 +625,9 @@ def test_score_batch_size_below_one_is_a_usage_error(
         main(["score", str(tmp_path / "x.jsonl"), "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+# -- errors --------------------------------------------------------------------------
 
 
 def test_predict_pairs_and_evaluate_refuse_bad_files_naming_them(

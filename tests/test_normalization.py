@@ -31,6 +31,7 @@ from service.domain.text import split_sentences, tokenize
         ("\u041d\u0410\u0422\u041e \u0440\u0430\u0441\u0448\u0438\u0440\u044f\u0435\u0442\u0441\u044f", None),
         ("line\u2028break\u2029para", "line\nbreak\n\npara"),
         ("bell\x07nul\x00end\r\n", "bell nul end \n"),
+        ("\r\n\t\x0b\x0c 2000s", " \n\t\n\n 2000s"),  # ASCII controls keep the length
     ],
 )
 def test_folding(source: str, expected: str | None) -> None:

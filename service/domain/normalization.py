@@ -55,7 +55,9 @@ _PUNCTUATION = {
     **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb\u2039\u203a", '"'),
     **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0d", "-"),
 }
-_LINE_BREAKS = {"\u2028": "\n", "\u2029": "\n\n", "\x85": "\n", "\r": " ", "\x0b": "\n", "\x0c": "\n\n"}
+# ASCII controls map to one character each, so that plain ASCII text keeps its length (and
+# its offsets) on the fast path.
+_LINE_BREAKS = {"\u2028": "\n", "\u2029": "\n\n", "\x85": "\n", "\r": " ", "\x0b": "\n", "\x0c": "\n"}
 
 # URLs (with a scheme or "www.") and e-mail addresses; a URL does not end in punctuation
 # (the full stop after it belongs to the sentence). Matches start only at a scheme, "www." or
@@ -157,7 +159,9 @@ def normalize(source: str, format: str = "text") -> NormalizedText:
 
 @cache
 def _ascii_table() -> dict[int, str]:
-    return {c: _fold_one(chr(c)) for c in range(128) if _fold_one(chr(c)) != chr(c)}
+    table = {c: _fold_one(chr(c)) for c in range(128) if _fold_one(chr(c)) != chr(c)}
+    assert all(len(v) == 1 for v in table.values()), "the ASCII fast path keeps lengths"
+    return table
 
 
 def _fold_one(ch: str) -> str:

@@ -29,6 +29,10 @@ from service.http.observability import METRICS_PATH, REQUEST_ID_HEADER
 from service.http.problems import Problem, problem_response
 
 API_PREFIX = "/v1/"
+PAGE_ACTIONS_PREFIX = "/page/"
+"""The web page's actions (scoring, listing references): keys and rate limits apply as on /v1/."""
+PAGE_KEY_FIELD = "api_key"
+"""Form field of the page's plain form, the only way to send a key with JavaScript off."""
 API_KEY_HEADER = "X-API-Key"
 _SHA256_HEX_LENGTH = 64
 _WWW_AUTHENTICATE = 'Bearer realm="discourse-compare"'
@@ -119,11 +123,17 @@ def _add_digest(digests: dict[str, bytes], key_id: str, digest: bytes, where: st
 
 
 def presented_key() -> str | None:
-    """The key of the current request: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    """The key of the current request: ``Authorization: Bearer <key>``, else ``X-API-Key``.
+
+    On a form post to the page's actions, the ``api_key`` field is read last.
+    """
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.headers.get(API_KEY_HEADER, "").strip() or None
+    key = request.headers.get(API_KEY_HEADER, "").strip() or None
+    if key is None and request.method == "POST" and request.path.startswith(PAGE_ACTIONS_PREFIX):
+        key = request.form.get(PAGE_KEY_FIELD, "").strip() or None
+    return key
 
 
 def match_key(key: str, digests: Mapping[str, bytes]) -> str | None:
@@ -141,7 +151,9 @@ def match_key(key: str, digests: Mapping[str, bytes]) -> str | None:
 
 
 def _guarded(path: str, metrics_require_key: bool) -> bool:
-    return path.startswith(API_PREFIX) or (metrics_require_key and path == METRICS_PATH)
+    return path.startswith((API_PREFIX, PAGE_ACTIONS_PREFIX)) or (
+        metrics_require_key and path == METRICS_PATH
+    )
 
 
 def _install_key_check(app: Flask, digests: Mapping[str, bytes], metrics_require_key: bool) -> None:
@@ -204,7 +216,7 @@ def _install_rate_limits(app: Flask, settings: Settings) -> None:
     @limiter.request_filter
     def _not_limited() -> bool:
         # Probes, docs and metrics are never limited; preflights are answered without any work.
-        return request.method == "OPTIONS" or not request.path.startswith(API_PREFIX)
+        return request.method == "OPTIONS" or not request.path.startswith((API_PREFIX, PAGE_ACTIONS_PREFIX))
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(error: RateLimitExceeded) -> Response:

@@ -14,7 +14,7 @@ from service.http.api import ProblemApi
 from service.http.body import check_json_body
 from service.http.examples import document_examples
 from service.http.problems import Problem, problem_response
-from service.http.views import health, models, references, scoring
+from service.http.views import health, models, page, references, scoring
 from service.runtime import Runtime, load_runtime
 
 log = logging.getLogger("discourse.app")
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
     document_examples(api.spec, runtime)
+    # The web page at / (not part of the API's OpenAPI document).
+    app.register_blueprint(page.blp)
     _register_docs_assets(app)
 
     @app.errorhandler(Problem)

@@ -31,9 +31,17 @@ _OPENING = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 
+def accepts_form(view):
+    """Mark a view that takes HTML form posts (the web page): :func:`check_json_body` lets it be."""
+    view.accepts_form = True
+    return view
+
+
 def check_json_body() -> None:
     """``before_request`` hook: refuse bodies the JSON endpoints cannot take, with a precise problem."""
     if request.method not in _BODY_METHODS or request.url_rule is None:
+        return
+    if getattr(current_app.view_functions.get(request.endpoint), "accepts_form", False):
         return
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):

@@ -6,27 +6,17 @@ only with a new API version.
 
 from __future__ import annotations
 
-import re
-
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates
 
+from service.domain import input_rules
+from service.domain.input_rules import MAX_ID_CHARS, NOT_BLANK_PATTERN  # the one place of these rules
 from service.domain.normalization import FORMATS
 from service.domain.stance import STANCE_LABELS
 
-MAX_ID_CHARS = 256
-
-
-# The characters str.isspace() counts as whitespace, written out so that the documented
-# pattern means the same in the ECMA-262 dialect of OpenAPI and in Python (where `\s` differs).
-_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK_PATTERN = f"[^{_WHITESPACE}]"
-"""A text must match this (unanchored): at least one character that is not whitespace."""
-_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
-
 
 def _not_blank(value: str) -> None:
-    if not _NOT_BLANK.search(value):
-        raise ValidationError("Must contain at least one non-whitespace character.")
+    if input_rules.is_blank(value):
+        raise ValidationError(input_rules.BLANK_TEXT)
 
 
 class TextInputSchema(Schema):
@@ -76,9 +66,8 @@ class ScoreRequestSchema(Schema):
 
     @validates("texts")
     def _unique_ids(self, texts: list[dict], **_: object) -> None:
-        ids = [t["id"] for t in texts if "id" in t]
-        if len(ids) != len(set(ids)):
-            raise ValidationError("Text ids must be unique within a request.")
+        if input_rules.duplicate_ids(t["id"] for t in texts if "id" in t):
+            raise ValidationError(input_rules.DUPLICATE_IDS)
 
 
 class ReferenceBriefSchema(Schema):

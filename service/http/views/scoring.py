@@ -39,6 +39,15 @@ def score(payload: dict):
     towards every claim of the reference, warnings, and with `explain: true`
     the evidence (matching passages with offsets, and shared terms).
     """
+    return score_request(payload)
+
+
+def score_request(payload: dict) -> dict:
+    """Score a request loaded by :class:`ScoreRequestSchema`: the API and the web page both call this.
+
+    Returns the response document (before :class:`ScoreResponseSchema` dumps it). Raises
+    :class:`Problem` (``validation-error`` over the limits, ``unknown-reference``).
+    """
     settings = current_settings()
     texts = payload["texts"]
     errors = []
