@@ -13,7 +13,7 @@ from service.http.app import create_app
 from tests.test_observability import capture_log, metric_value, request_records
 
 ALICE_KEY = "alice-7f3b2c9e1d"
-BOB_KEY = "bob-0a9e8d7c6b"
+BOB_KEY = "bob-0a9e8d7c6b5a4f"
 SCORE_BODY = {"texts": [{"text": "Russia and China call for a new Eurasian security architecture."}]}
 PROBLEM = "application/problem+json"
 
