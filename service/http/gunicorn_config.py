@@ -261,6 +261,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
     try:
         archive_dead_process(str(METRICS_DIR), worker.pid)
+    except OSError as error:  # no space, folder gone or read-only: the files stay, scrapes still count them
+        server.log.warning("could not archive the metric files of worker %s: %s", worker.pid, error)
     except Exception:
         server.log.exception("could not archive the metric files of worker %s", worker.pid)
 

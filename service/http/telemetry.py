@@ -21,9 +21,12 @@ page that cannot be backed kills the process with SIGBUS. This module
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
+import mmap
 import os
+import struct
 import threading
 import time
 from collections import defaultdict
@@ -52,12 +55,42 @@ _LOG_INTERVAL = 60.0
 
 
 class AllocatedMmapedDict(MmapedDict):
-    """prometheus_client's mmapped dict, with every block allocated before it is mapped or grown."""
+    """prometheus_client's mmapped dict, with every block allocated before it is mapped or grown.
+
+    When the file cannot be created or grown (no space, folder unwritable or
+    removed), the dict carries on in anonymous memory: the process keeps
+    working, its later samples are missing from ``/metrics``, and every write
+    that misses the file is counted and logged (:func:`report_failure`).
+    """
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
-        if not read_mode:
+        self._memory_only = False
+        if read_mode:
+            super().__init__(filename, read_mode)
+            return
+        try:
             _allocate_new(filename)
-        super().__init__(filename, read_mode)
+            super().__init__(filename, read_mode)
+        except OSError as error:
+            report_failure(f"metric file {filename} cannot be created", error)
+            self._fname = filename
+            self._f = None
+            self._m = None
+            self._capacity = _INITIAL_MMAP_SIZE
+            self._used = 8
+            self._positions = {}
+            self._to_memory(b"")
+
+    def _to_memory(self, content: bytes) -> None:
+        """Continue in an anonymous mapping holding ``content`` (the used part of the file so far)."""
+        memory = mmap.mmap(-1, self._capacity)
+        memory[: len(content)] = content
+        if self._m is not None:
+            self._m.close()
+        if self._f is not None:
+            self._f.close()
+        self._m, self._f, self._memory_only = memory, None, True
+        memory[0:4] = struct.pack("i", self._used)
 
     def _init_value(self, key: str) -> None:
         # The same entry size as the parent's: length, key padded to 8 bytes, value and timestamp.
@@ -66,10 +99,32 @@ class AllocatedMmapedDict(MmapedDict):
         capacity = self._capacity
         while needed > capacity:
             capacity *= 2
-        if capacity > self._capacity:
-            # Raises OSError (ENOSPC) here instead of SIGBUS on the first write to a sparse page.
-            os.posix_fallocate(self._f.fileno(), 0, capacity)
+        if capacity > self._capacity and not self._memory_only:
+            try:
+                # Raises OSError (ENOSPC) here instead of SIGBUS on the first write to a sparse page.
+                os.posix_fallocate(self._f.fileno(), 0, capacity)
+            except OSError as error:
+                report_failure(f"metric file {self._fname} cannot grow", error)
+                self._to_memory(bytes(self._m[: self._used]))
+        if capacity > self._capacity and self._memory_only:
+            content = bytes(self._m[: self._used])
+            self._capacity = capacity
+            self._to_memory(content)
         super()._init_value(key)
+
+    def write_value(self, key: str, value: float, timestamp: float) -> None:
+        """Write one sample; in memory only, count it as a telemetry write that failed."""
+        super().write_value(key, value, timestamp)
+        if self._memory_only:
+            report_failure(f"metric file {self._fname} is not written", OSError("kept in memory only"))
+
+    def close(self) -> None:
+        """Unmap and close (the anonymous mapping too)."""
+        if self._memory_only and self._m is not None:
+            self._m.close()
+            self._m = None
+            return
+        super().close()
 
 
 def _allocate_new(filename: str) -> None:
@@ -100,6 +155,7 @@ def archive_dead_process(directory: str, pid: int) -> None:
     The archive is written to a temporary name (not ``*.db``, so no scrape reads
     it half-written) and renamed over the old one before the dead files are
     deleted; a crash between the two would count that worker twice, never lose it.
+    Without room for the archive, OSError is raised and the dead files are kept.
     Gauge files of ``pid`` are deleted: the live processes hold the same values.
     """
     mark_process_dead(pid, directory)
@@ -120,8 +176,14 @@ def archive_dead_process(directory: str, pid: int) -> None:
         try:
             for key, value in totals.items():
                 merged.write_value(key, value, 0.0)
+            complete = not merged._memory_only
         finally:
             merged.close()
+        if not complete:
+            # No room for the archive: the dead files stay (scrapes still count them) until there is.
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise OSError(errno.ENOSPC, f"no room to archive the metric files of process {pid}")
         os.replace(temporary, archive)
     for path in dead:
         os.unlink(path)
