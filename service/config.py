@@ -336,3 +336,31 @@ def _check_rate_limit(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}RATE_LIMIT_STORAGE={uri!r}: needs the Python package {' or '.join(dependencies)}{extra}"
         )
+
+
+PLATFORM_LIMITS = {"WEB_CONCURRENCY": ("2", 256), "PORT": ("8000", 65535)}
+"""The platform variables the server reads: default and largest value (the smallest is 1)."""
+
+
+def platform_int(environ: Mapping[str, str], name: str) -> int:
+    """The value of ``WEB_CONCURRENCY`` or ``PORT`` in ``environ`` (or its default), checked.
+
+    Raises :class:`SettingsError` naming the variable unless it is a whole
+    number from 1 to its maximum (0 workers would listen and never answer).
+    """
+    default, maximum = PLATFORM_LIMITS[name]
+    raw = environ.get(name, default)
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number from 1 to {maximum}")
+    return value
+
+
+def check_platform_environment(environ: Mapping[str, str]) -> Settings:
+    """Check ``WEB_CONCURRENCY``, ``PORT`` and every ``DISCOURSE_*`` variable; the settings they give."""
+    for name in PLATFORM_LIMITS:
+        platform_int(environ, name)
+    return Settings.from_env(environ)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # One BLAS/OpenMP thread per worker: the parallelism is the worker processes (and their threads);
 # a BLAS pool per worker would oversubscribe the CPUs W-fold. OpenBLAS and OpenMP read these once,
@@ -30,34 +30,23 @@ from typing import Any
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from service.config import Settings, SettingsError, bind_address  # noqa: E402 (numpy still not imported)
+from service.config import Settings, SettingsError, bind_address, platform_int  # noqa: E402 (no numpy yet)
 from service.http import shared_state  # noqa: E402 (standard library only; mapped here, before any fork)
 
 
-def _stop_on_bad_setting(message: str) -> None:
+def _stop_on_bad_setting(message: str) -> NoReturn:
     """Stop before listening with one line naming the variable (gunicorn would print a traceback)."""
     print(f"discourse-compare: configuration error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(2)
 
 
-def _positive_int(name: str, default: str, maximum: int) -> int:
-    raw = os.environ.get(name, default)
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if not 1 <= value <= maximum:
-        _stop_on_bad_setting(f"{name}={raw!r}: expected a whole number from 1 to {maximum}")
-    return value
-
-
 try:
     _settings = Settings.from_env()
+    # The platform conventions: worker processes (0 would listen and never answer) and the port.
+    _workers = platform_int(os.environ, "WEB_CONCURRENCY")
+    _port = platform_int(os.environ, "PORT")
 except SettingsError as _error:
     _stop_on_bad_setting(str(_error))
-# The platform conventions: worker processes (0 would listen and never answer) and the port.
-_workers = _positive_int("WEB_CONCURRENCY", "2", 256)
-_port = _positive_int("PORT", "8000", 65535)
 
 # --- State shared by the master and the workers: metrics files and the drain flag -------------------
 
