@@ -287,7 +287,7 @@ def report_failure(what: str, error: BaseException) -> None:
         skipped, _suppressed, _last_logged = _suppressed, 0, now
     log.error(
         "telemetry failed: %s: %s: %s (%d more failures not logged in the last minute); "
-        "the request was answered",
+        "requests are still answered and logged",
         what,
         type(error).__name__,
         error,
