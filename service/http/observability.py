@@ -255,6 +255,8 @@ def _write_log_line(facts: dict[str, Any]) -> None:
         "request",
         extra={
             "request_id": getattr(g, "request_id", None),
+            # Which worker answered (under gunicorn each worker is a process).
+            "pid": os.getpid(),
             "method": facts["method"],
             "route": facts["route"],
             "status": facts["status"],
