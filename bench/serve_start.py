@@ -17,11 +17,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import requests
 
-from bench.common import REPO, free_port, machine_info, median, procfile_command
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, free_port, machine_info, median, procfile_command
 
 
 def time_to_livez(command: list[str], env: dict[str, str], port: int, timeout: float = 120.0) -> float:
