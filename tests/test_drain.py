@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -41,8 +40,7 @@ def test_the_drain_survives_a_flag_that_cannot_be_created(gunicorn, tmp_path: Pa
             # Where the folder was, a file: the flag's folder cannot be re-made either.
             folder.write_text("not a folder")
         elif os.geteuid() == 0:  # root writes through a chmod: a read-only bind mount instead
-            stack.enter_context(mounted(["--bind", str(folder)], folder))
-            subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+            stack.enter_context(mounted(["-o", "bind,ro", str(folder)], folder))
         else:
             folder.chmod(0o500)
             stack.callback(folder.chmod, 0o700)

@@ -169,8 +169,7 @@ def test_a_broken_metrics_directory_hides_no_request(gunicorn, tmp_path: Path, c
                 metrics_dir.rename(tmp_path / "removed")
                 shutil.rmtree(tmp_path / "removed")
             elif os.geteuid() == 0:
-                stack.enter_context(mounted(["--bind", str(metrics_dir)], metrics_dir))
-                subprocess.run(["mount", "-o", "remount,ro,bind", str(metrics_dir)], check=True)
+                stack.enter_context(mounted(["-o", "bind,ro", str(metrics_dir)], metrics_dir))
             else:
                 metrics_dir.chmod(0o555)
                 stack.callback(metrics_dir.chmod, 0o755)
