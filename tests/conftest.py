@@ -54,10 +54,15 @@ def free_port() -> int:
 
 
 def procfile_command() -> list[str]:
-    """The ``web:`` command of the Procfile, split into arguments."""
+    """The ``web:`` command of the Procfile, split into arguments, run by this interpreter's environment."""
     for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
-            return shlex.split(line[len("web:") :].strip())
+            command = shlex.split(line[len("web:") :].strip())
+            # `python` / `gunicorn` of the Procfile: the ones of this virtual environment.
+            command[0] = (
+                sys.executable if command[0] == "python" else str(Path(sys.executable).with_name(command[0]))
+            )
+            return command
     raise AssertionError("Procfile has no web: line")
 
 
@@ -88,13 +93,13 @@ def run_gunicorn(
         **os.environ,
         "PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
+        # Loopback only.
+        "DISCOURSE_HOST": "127.0.0.1",
         # No readiness drain on the fixture's own SIGTERM; drain tests set it explicitly.
         "DISCOURSE_DRAIN_SECONDS": "0",
         **(env or {}),
     }
     command = procfile_command()
-    # The Procfile names `gunicorn`; run the one of this interpreter's environment.
-    command[0] = str(Path(sys.executable).with_name("gunicorn"))
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT

@@ -13,7 +13,7 @@ from service.http.app import create_app
 from tests.test_observability import capture_log, metric_value, request_records
 
 ALICE_KEY = "alice-7f3b2c9e1d"
-BOB_KEY = "bob-0a9e8d7c6b"
+BOB_KEY = "bob-0a9e8d7c6b5a4f"
 SCORE_BODY = {"texts": [{"text": "Russia and China call for a new Eurasian security architecture."}]}
 PROBLEM = "application/problem+json"
 
@@ -323,3 +323,99 @@ def test_cors_preflight_needs_no_key(runtime) -> None:
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()
+
+
+# --- Issue 15: CORS patterns, Vary, TRACE, OpenAPI security, the start-up line ------------------------
+
+
+def test_a_wildcard_origin_is_an_anchored_subdomain_pattern(runtime) -> None:
+    """Before: https://*.example.org refused app.example.org and allowed example.org.evil.com."""
+    client = make_client(runtime, cors_origins=("https://*.example.org",))
+    for origin, allowed in [
+        ("https://app.example.org", True),
+        ("https://a.b.example.org", True),
+        ("https://example.org", False),
+        ("https://example.org.evil.com", False),
+        ("https://app.example.org.evil.com", False),
+        ("http://app.example.org", False),
+    ]:
+        response = client.get("/v1/models", headers={"Origin": origin})
+        assert (response.headers.get("Access-Control-Allow-Origin") == origin) is allowed, origin
+
+
+def test_every_api_answer_varies_on_origin(runtime) -> None:
+    """Before: no Vary: Origin, so a shared cache could serve one origin's CORS answer to another."""
+    client = make_client(runtime, cors_origins=(ORIGIN,))
+    for headers in ({"Origin": ORIGIN}, {"Origin": "https://evil.example"}, {}):
+        response = client.get("/v1/models", headers=headers)
+        assert "Origin" in response.headers.get("Vary", ""), headers
+    assert client.post("/v1/score", json={}, headers={"Origin": ORIGIN}).headers["Vary"].count("Origin") == 1
+
+
+def test_trace_is_405_even_with_keys(keyed) -> None:
+    """Before: 401 (the key check ran before routing)."""
+    for path in ("/v1/score", "/v1/models"):
+        response = keyed.open(path, method="TRACE")
+        assert response.status_code == 405, path
+        assert response.content_type == PROBLEM
+        assert "TRACE" not in response.headers["Allow"]
+    # A method the route has still needs the key.
+    assert keyed.get("/v1/models").status_code == 401
+
+
+def test_openapi_declares_security_on_the_api_only_when_keyed(keyed, client) -> None:
+    """Before: no operation declared security, so /docs and generated clients never sent a key."""
+    spec = keyed.get("/openapi.json").get_json()
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method not in {"get", "post"}:
+                continue
+            expected = [{"bearer": []}, {"apiKey": []}] if path.startswith("/v1/") else None
+            assert operation.get("security") == expected, (path, method)
+    open_spec = client.get("/openapi.json").get_json()
+    assert not any(
+        "security" in op for ops in open_spec["paths"].values() for op in ops.values() if isinstance(op, dict)
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "API keys off: /v1/* is open to anyone"),
+        ({"api_keys": (f"alice:{ALICE_KEY}", BOB_KEY)}, "API keys on: 2 key(s) (alice, key-2) guard /v1/*;"),
+        (
+            {"api_keys": (f"alice:{ALICE_KEY}",), "metrics_require_key": True},
+            "API keys on: 1 key(s) (alice) guard /v1/* and /metrics; open without a key: /livez, /readyz, "
+            "/docs, /openapi.json;",
+        ),
+    ],
+)
+def test_start_up_says_whether_keys_are_on_and_what_is_open(runtime, overrides, expected) -> None:
+    import io
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("discourse.app")
+    logger.addHandler(handler)
+    try:
+        make_client(runtime, **overrides)
+    finally:
+        logger.removeHandler(handler)
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("API keys")]
+    assert len(lines) == 1 and expected in lines[0], stream.getvalue()
+    if not overrides.get("metrics_require_key"):
+        assert "/metrics" in lines[0].split("open without a key:")[1]
+
+
+def test_metrics_require_key_without_keys_stops_the_app(runtime) -> None:
+    """Before: silently ignored, /metrics stayed open."""
+    with pytest.raises(SettingsError, match="DISCOURSE_METRICS_REQUIRE_KEY=true needs keys"):
+        create_app(Settings(metrics_require_key=True), runtime)
+
+
+def test_a_short_key_stops_the_app(runtime) -> None:
+    """Before: a one-character key was accepted."""
+    with pytest.raises(SettingsError, match="at least 16 are needed"):
+        create_app(Settings(api_keys=("ci:x",)), runtime)

@@ -136,8 +136,14 @@ def run_until_exit(env: dict[str, str], tmp_path: Path, timeout: float = 60.0) -
     port = free_port()
     log_path = tmp_path / "server.log"
     command = procfile_command()
-    command[0] = str(Path(sys.executable).with_name("gunicorn"))
-    full_env = {**os.environ, **ENV, "PORT": str(port), "WEB_CONCURRENCY": "2", **env}
+    full_env = {
+        **os.environ,
+        **ENV,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "DISCOURSE_HOST": "127.0.0.1",
+        **env,
+    }
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT

@@ -248,7 +248,7 @@ def test_similarity_sentence_names_the_scale() -> None:
 @pytest.fixture
 def keyed_client(runtime: Runtime) -> FlaskClient:
     return create_app(
-        Settings(rate_limit_enabled=False, api_keys=("desk:s3cret",)), runtime=runtime
+        Settings(rate_limit_enabled=False, api_keys=("desk:s3cret-desk-key-0001",)), runtime=runtime
     ).test_client()
 
 
@@ -270,13 +270,15 @@ def test_with_keys_a_wrong_key_is_refused_and_a_right_one_scores(keyed_client: F
     wrong = keyed_client.post("/page/score", data={"text": TEXT}, headers={**HTMX, "X-API-Key": "nope"})
     assert wrong.status_code == 401
     assert "The API key is not valid." in wrong.get_data(as_text=True)
-    right = keyed_client.post("/page/score", data={"text": TEXT}, headers={**HTMX, "X-API-Key": "s3cret"})
+    right = keyed_client.post(
+        "/page/score", data={"text": TEXT}, headers={**HTMX, "X-API-Key": "s3cret-desk-key-0001"}
+    )
     assert right.status_code == 200
     # Without JavaScript the key can only travel in the form.
-    plain = keyed_client.post("/page/score", data={"text": TEXT, "api_key": "s3cret"})
+    plain = keyed_client.post("/page/score", data={"text": TEXT, "api_key": "s3cret-desk-key-0001"})
     assert plain.status_code == 200
     picker = keyed_client.get(
-        "/page/references?field=many-reference", headers={"Authorization": "Bearer s3cret"}
+        "/page/references?field=many-reference", headers={"Authorization": "Bearer s3cret-desk-key-0001"}
     )
     assert 'id="many-reference"' in picker.get_data(as_text=True)
 

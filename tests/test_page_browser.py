@@ -330,7 +330,7 @@ def test_hostile_texts_and_ids_show_as_text_and_run_nothing(
 
 
 def test_keys_asked_refused_then_accepted(browser: WebDriver, tmp_path: Path) -> None:
-    env = {"DISCOURSE_RATE_LIMIT_ENABLED": "false", "DISCOURSE_API_KEYS": "desk:open-sesame"}
+    env = {"DISCOURSE_RATE_LIMIT_ENABLED": "false", "DISCOURSE_API_KEYS": "desk:open-sesame-desk-key-01"}
     with run_gunicorn(tmp_path, env=env, workers=1) as keyed:
         open_page(browser, keyed.base_url)
         browser.execute_script("sessionStorage.clear()")
@@ -349,13 +349,16 @@ def test_keys_asked_refused_then_accepted(browser: WebDriver, tmp_path: Path) ->
         score_text(browser, TEXT)
         assert "The API key is not valid." in browser.find_element(By.CSS_SELECTOR, "#one-result .error").text
 
-        browser.find_element(By.ID, "api-key").send_keys("open-sesame\n")
+        browser.find_element(By.ID, "api-key").send_keys("open-sesame-desk-key-01\n")
         wait(browser).until(lambda d: "accepted" in d.find_element(By.ID, "key-status").text)
         wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "select#one-reference"))
         score_text(browser, TEXT)
         assert browser.find_elements(By.ID, "one-result-article")
         # Kept in this tab's session storage only: no cookie, nothing in local storage.
-        assert browser.execute_script("return sessionStorage.getItem('discourse-api-key')") == "open-sesame"
+        assert (
+            browser.execute_script("return sessionStorage.getItem('discourse-api-key')")
+            == "open-sesame-desk-key-01"
+        )
         assert browser.execute_script("return localStorage.length") == 0
         assert browser.get_cookies() == []
         # A reload keeps the key for the tab.

@@ -85,7 +85,14 @@ def test_every_operation_conforms_and_never_fails(case: Any) -> None:
         excluded.append(positive_data_acceptance)
     case.validate_response(response, excluded_checks=excluded)
     if case.method.upper() == "POST" and case.path == "/v1/score" and response.status_code == 200:
-        # Nothing lost: one result per text, in order, ids echoed (default: the index).
+        # Nothing lost: one result per text, in order, ids echoed; a default id is the index
+        # unless another text was given that id (service.domain.input_rules), and no two ids are equal.
         texts = _body_as_received(case)["texts"]
-        results = response.json()["results"]
-        assert [r["id"] for r in results] == [t.get("id", str(i)) for i, t in enumerate(texts)]
+        ids = [r["id"] for r in response.json()["results"]]
+        given = {t["id"] for t in texts if "id" in t}
+        assert len(ids) == len(texts) == len(set(ids))
+        for i, (text, got) in enumerate(zip(texts, ids, strict=True)):
+            if "id" in text:
+                assert got == text["id"]
+            else:
+                assert got == str(i) if str(i) not in given else got.startswith(f"{i}#")

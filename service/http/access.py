@@ -6,27 +6,33 @@
   is stored in ``g.api_key_id`` for the log and the rate limiter.
 * Rate limits (flask-limiter) apply to ``/v1/*`` only, shared by all its
   routes, counted per API key id or else per client address.
-* CORS (flask-cors) headers are sent on ``/v1/*`` to the configured origins only.
+* CORS (flask-cors) headers are sent on ``/v1/*`` to the configured origins only,
+  matched exactly or by an anchored ``scheme://*.domain`` pattern
+  (:func:`service.config.cors_origin`); every ``/v1/*`` answer then carries
+  ``Vary: Origin`` so that a shared cache never serves one origin's answer to another.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Mapping
-from pathlib import Path
 
+from apispec import BasePlugin
 from flask import Flask, Response, g, request
 from flask_cors import CORS
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
-from limits import parse_many
 from limits.errors import ConfigurationError
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service.config import PREFIX, Settings, SettingsError
+from service.config import PREFIX, Settings, SettingsError, cors_origin, key_digests
 from service.http.observability import METRICS_PATH, REQUEST_ID_HEADER
 from service.http.problems import Problem, problem_response
+
+_log = logging.getLogger("discourse.app")
 
 API_PREFIX = "/v1/"
 PAGE_ACTIONS_PREFIX = "/page/"
@@ -34,7 +40,6 @@ PAGE_ACTIONS_PREFIX = "/page/"
 PAGE_KEY_FIELD = "api_key"
 """Form field of the page's plain form, the only way to send a key with JavaScript off."""
 API_KEY_HEADER = "X-API-Key"
-_SHA256_HEX_LENGTH = 64
 _WWW_AUTHENTICATE = 'Bearer realm="discourse-compare"'
 
 
@@ -45,14 +50,16 @@ def init_app(app: Flask, settings: Settings) -> None:
         # one rate-limit bucket; only the configured number of hops is trusted, so a client cannot
         # choose its own bucket by sending X-Forwarded-For itself.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    digests = load_key_digests(settings)
+    digests = key_digests(settings)
     if digests:
         _install_key_check(app, digests, settings.metrics_require_key)
+    _log_access_summary(settings, digests)
     _install_rate_limits(app, settings)
     if settings.cors_origins:
+        origins = [cors_origin(entry) for entry in settings.cors_origins]
         CORS(
             app,
-            resources={r"/v1/*": {"origins": list(settings.cors_origins)}},
+            resources={r"/v1/*": {"origins": origins}},
             methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", API_KEY_HEADER, REQUEST_ID_HEADER],
             # Browsers hide every other response header from scripts; these are needed to retry well.
@@ -68,58 +75,30 @@ def init_app(app: Flask, settings: Settings) -> None:
             max_age=600,
         )
 
+        @app.after_request
+        def _vary_on_origin(response: Response) -> Response:
+            # Sent whether or not this request's origin was allowed: the answer depends on it either way.
+            if request.path.startswith(API_PREFIX):
+                response.vary.add("Origin")
+            return response
+
+
+def _log_access_summary(settings: Settings, digests: Mapping[str, bytes]) -> None:
+    """One start-up line: whether keys are on, how many, and what is open to anyone."""
+    open_paths = ["/livez", "/readyz", "/docs", "/openapi.json"]
+    if not (digests and settings.metrics_require_key):
+        open_paths.append("/metrics")
+    if digests:
+        state = f"API keys on: {len(digests)} key(s) ({', '.join(sorted(digests))}) guard /v1/*"
+        if settings.metrics_require_key:
+            state += " and /metrics"
+    else:
+        state = f"API keys off: /v1/* is open to anyone who can reach it (set {PREFIX}API_KEYS to close it)"
+    cors = ", ".join(settings.cors_origins) if settings.cors_origins else "none"
+    _log.info("%s; open without a key: %s; CORS origins: %s", state, ", ".join(open_paths), cors)
+
 
 # --- API keys ---------------------------------------------------------------------------------------
-
-
-def load_key_digests(settings: Settings) -> dict[str, bytes]:
-    """Map each configured key id to the SHA-256 digest of its key.
-
-    ``settings.api_keys`` entries are ``id:key`` or a bare key (whose id is
-    ``key-<position>``, counting from 1); ``settings.api_keys_file`` has one
-    ``id:sha256-hex`` per line, with blank lines and ``#`` comments allowed.
-    Raises :class:`SettingsError` naming the variable or file line at fault.
-    """
-    digests: dict[str, bytes] = {}
-    for position, entry in enumerate(settings.api_keys, start=1):
-        key_id, sep, key = entry.partition(":")
-        if not sep:
-            key_id, key = f"key-{position}", entry
-        if not key_id or not key:
-            raise SettingsError(f"{PREFIX}API_KEYS entry {position} must be 'id:key' or a bare key")
-        _add_digest(digests, key_id, hashlib.sha256(key.encode()).digest(), f"{PREFIX}API_KEYS")
-    if settings.api_keys_file is not None:
-        digests_from_file(settings.api_keys_file, digests)
-    return digests
-
-
-def digests_from_file(path: Path, digests: dict[str, bytes]) -> None:
-    """Add the ``id:sha256-hex`` lines of ``path`` to ``digests``."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise SettingsError(f"{PREFIX}API_KEYS_FILE={str(path)!r}: {error.strerror}") from None
-    for number, line in enumerate(lines, start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key_id, sep, hex_digest = (part.strip() for part in line.partition(":"))
-        where = f"{path}:{number}"
-        if not sep or not key_id:
-            raise SettingsError(f"{where}: expected 'id:sha256-hex'")
-        try:
-            digest = bytes.fromhex(hex_digest)
-        except ValueError:
-            digest = b""
-        if len(digest) * 2 != _SHA256_HEX_LENGTH:
-            raise SettingsError(f"{where}: {key_id!r} needs a SHA-256 digest of 64 hex digits")
-        _add_digest(digests, key_id, digest, where)
-
-
-def _add_digest(digests: dict[str, bytes], key_id: str, digest: bytes, where: str) -> None:
-    if key_id in digests:
-        raise SettingsError(f"{where}: key id {key_id!r} is defined twice")
-    digests[key_id] = digest
 
 
 def presented_key() -> str | None:
@@ -159,8 +138,13 @@ def _guarded(path: str, metrics_require_key: bool) -> bool:
 def _install_key_check(app: Flask, digests: Mapping[str, bytes], metrics_require_key: bool) -> None:
     @app.before_request
     def _require_key() -> None:
-        # CORS preflights carry no credentials by design; flask-cors answers them.
-        if request.method == "OPTIONS" or not _guarded(request.path, metrics_require_key):
+        # CORS preflights carry no credentials by design; flask-cors answers them. A method the route
+        # does not have is a 405 whoever asks (TRACE included): there is nothing to authorise.
+        if (
+            request.method == "OPTIONS"
+            or isinstance(request.routing_exception, MethodNotAllowed)
+            or not _guarded(request.path, metrics_require_key)
+        ):
             return
         key = presented_key()
         if key is None:
@@ -179,6 +163,24 @@ def _install_key_check(app: Flask, digests: Mapping[str, bytes], metrics_require
         g.api_key_id = key_id
 
 
+class SecurityPlugin(BasePlugin):
+    """Declares in the OpenAPI document that ``/v1/*`` operations need a key, when keys are configured.
+
+    Swagger UI (``/docs``) then sends the key given under Authorize, and
+    generated clients know to ask for one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._keyed = bool(settings.api_keys or settings.api_keys_file)
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **_: object) -> None:
+        """Add ``security`` (bearer or X-API-Key) to every operation under ``/v1/``."""
+        if not self._keyed or not path or not path.startswith(API_PREFIX) or not operations:
+            return
+        for operation in operations.values():
+            operation.setdefault("security", [{"bearer": []}, {"apiKey": []}])
+
+
 # --- Rate limits ------------------------------------------------------------------------------------
 
 
@@ -189,10 +191,6 @@ def rate_limit_key() -> str:
 
 
 def _install_rate_limits(app: Flask, settings: Settings) -> None:
-    try:
-        parse_many(settings.rate_limit)
-    except ValueError as error:
-        raise SettingsError(f"{PREFIX}RATE_LIMIT={settings.rate_limit!r}: {error}") from None
 
     # Registered before the limiter's own after_request hook, so it runs after it (Flask runs them in
     # reverse), to correct two things in the Retry-After header flask-limiter writes.

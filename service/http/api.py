@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 
+from flask import current_app
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
@@ -66,6 +67,9 @@ class ProblemApi(Api):
             )
         kind = problem_type_for_status(status)
         detail = _DETAILS.get(status) or (error.description or kind.title)
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        if status == 413 and limit:
+            detail = f"The request body exceeds the limit of {limit} bytes ({limit / 1048576:g} MiB)."
         if status >= 500:
             detail = "An unexpected error occurred; it was logged."
         return problem_response(Problem(kind.slug, detail, headers=headers))

@@ -30,6 +30,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     ``/readyz`` never reports ready with a bad model.
     """
     settings = settings or Settings.from_env()
+    # Settings built in code are held to the same rules as the environment's (SettingsError).
+    settings.check()
     if runtime is None:
         runtime = load_runtime(settings.model_dir, settings.seeds_dir)
         log.info(
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     access.init_app(app, settings)
     app.before_request(check_json_body)
 
-    api = ProblemApi(app)
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [access.SecurityPlugin(settings)]})
     for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
     document_examples(api.spec, runtime)

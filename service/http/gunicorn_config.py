@@ -14,13 +14,15 @@ app's :meth:`Settings.from_env` see, in the master and in every forked worker.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # One BLAS/OpenMP thread per worker: the parallelism is the worker processes (and their threads);
 # a BLAS pool per worker would oversubscribe the CPUs W-fold. OpenBLAS and OpenMP read these once,
@@ -28,10 +30,23 @@ from typing import Any
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from service.config import Settings  # noqa: E402 (standard library only: numpy is still not imported)
+from service.config import Settings, SettingsError, bind_address, platform_int  # noqa: E402 (no numpy yet)
+from service.http import shared_state  # noqa: E402 (standard library only; mapped here, before any fork)
 
-# Raises SettingsError naming the variable: a bad value stops the server before it listens.
-_settings = Settings.from_env()
+
+def _stop_on_bad_setting(message: str) -> NoReturn:
+    """Stop before listening with one line naming the variable (gunicorn would print a traceback)."""
+    print(f"discourse-compare: configuration error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+try:
+    _settings = Settings.from_env()
+    # The platform conventions: worker processes (0 would listen and never answer) and the port.
+    _workers = platform_int(os.environ, "WEB_CONCURRENCY")
+    _port = platform_int(os.environ, "PORT")
+except SettingsError as _error:
+    _stop_on_bad_setting(str(_error))
 
 # --- State shared by the master and the workers: metrics files and the drain flag -------------------
 
@@ -57,10 +72,53 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 else:
     METRICS_DIR = _runtime_dir / "metrics"
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
-METRICS_DIR.mkdir(parents=True, exist_ok=True)
-# Files left by an earlier run would be added to this run's counters.
-for _stale in METRICS_DIR.glob("*.db"):
-    _stale.unlink()
+try:
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    # Files left by an earlier run would be added to this run's counters.
+    for _stale in METRICS_DIR.glob("*.db"):
+        _stale.unlink()
+except OSError as _error:
+    # Telemetry never stops the service: it starts, and /readyz and the log say metrics are broken.
+    print(f"discourse-compare: metrics directory {METRICS_DIR}: {_error.strerror}", file=sys.stderr)
+
+
+# Space the metric files of one process take when created: three 64 KiB files (counters, histograms,
+# gauges), allocated up front (service.http.telemetry). Dead workers' files are folded into two
+# archive files, so the need does not grow with recycled workers.
+_PROCESS_METRICS_BYTES = 3 * 64 * 1024
+
+
+def _report_metrics_space() -> None:
+    """One start-up line (JSON, as the app's): the metrics directory's free space and what is needed.
+
+    The master, each worker and one replacement worker each need their files,
+    plus the two archives: too little space is a warning, not a stop, as the
+    service scores without metrics (/readyz and /metrics then say telemetry is degraded).
+    """
+    needed = (_workers + 2) * _PROCESS_METRICS_BYTES + 2 * 64 * 1024
+    try:
+        stats = os.statvfs(METRICS_DIR)
+        free: int | None = stats.f_bavail * stats.f_frsize
+    except OSError:
+        free = None
+    enough = free is not None and free >= needed
+    record = {
+        "level": "INFO" if enough else "WARNING",
+        "logger": "discourse.telemetry",
+        "message": (
+            f"metrics directory {METRICS_DIR}: "
+            + (f"{free // 1024} KiB free" if free is not None else "not usable")
+            + f", {needed // 1024} KiB needed for {_workers} workers"
+            + ("" if enough else "; metrics will be incomplete, requests are still served and logged")
+        ),
+        "metrics_dir": str(METRICS_DIR),
+        "free_bytes": free,
+        "needed_bytes": needed,
+    }
+    print(json.dumps(record), file=sys.stderr, flush=True)
+
+
+_report_metrics_space()
 
 # Exists while draining after SIGTERM; /readyz answers 503 while it does. Workers learn its path
 # from the environment through Settings.draining_flag.
@@ -71,9 +129,9 @@ DRAINING_FLAG.unlink(missing_ok=True)
 
 # --- Server -------------------------------------------------------------------------------------------
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+bind = bind_address(_settings.host, _port)
 # Scoring is CPU-bound: about one worker per CPU core gives the throughput.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = _workers
 
 # gthread rather than sync. The GIL means threads add no scoring throughput, but with sync workers a
 # worker scoring a 256-text batch (seconds) cannot answer anything else: probes time out and the
@@ -147,26 +205,61 @@ def when_ready(server: Any) -> None:
             stop()
             return
         draining.set()
-        DRAINING_FLAG.touch()
-        server.log.info("SIGTERM: /readyz answers 503; serving %s s more before stopping", drain_seconds)
-        # The master's loop keeps running meanwhile (reaping and supervising workers). The timer
-        # re-sends SIGTERM to this process, which brings gunicorn's queue back to this handler.
-        timer = threading.Timer(drain_seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
-        timer.daemon = True
-        timer.start()
+        try:
+            # Workers' /readyz reads the shared page: the drain works even if no file can be made.
+            shared_state.set_draining()
+            _create_drain_flag(server)
+            server.log.info("SIGTERM: /readyz answers 503; serving %s s more before stopping", drain_seconds)
+            # The master's loop keeps running meanwhile (reaping and supervising workers). The timer
+            # re-sends SIGTERM to this process, which brings gunicorn's queue back to this handler.
+            timer = threading.Timer(drain_seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
+            timer.daemon = True
+            timer.start()
+        except Exception:
+            # Anything raised here would kill the master mid-loop ("Unhandled exception in main loop")
+            # and reset every request in flight: stop gracefully instead.
+            server.log.exception("drain could not start; stopping gracefully at once")
+            stop()
 
     # gunicorn looks the handler up by name for each signal, so an instance attribute replaces it.
     server.handle_term = handle_term
 
 
-def child_exit(server: Any, worker: Any) -> None:
-    """Drop the dead worker's live-gauge files (its counters stay: totals must not go down)."""
-    from prometheus_client import multiprocess
+def _create_drain_flag(server: Any) -> None:
+    """Create the drain flag for other readers (its folder is re-made if a temp cleaner removed it)."""
+    try:
+        DRAINING_FLAG.parent.mkdir(parents=True, exist_ok=True)
+        DRAINING_FLAG.touch()
+    except OSError as error:
+        server.log.warning(
+            "could not create the drain flag %s (%s); draining through shared memory only",
+            DRAINING_FLAG,
+            error.strerror,
+        )
 
-    multiprocess.mark_process_dead(worker.pid, path=str(METRICS_DIR))
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Fold the dead worker's metric files into the archive files, so the directory does not grow.
+
+    Its counters and histograms are added to ``counter_archive.db`` and
+    ``histogram_archive.db`` (totals must not go down), its gauge files are
+    removed, then its own files are deleted. A failure is logged, never raised:
+    gunicorn's master must keep supervising.
+    """
+    from service.http.telemetry import archive_dead_process
+
+    try:
+        archive_dead_process(str(METRICS_DIR), worker.pid)
+    except OSError as error:  # no space, folder gone or read-only: the files stay, scrapes still count them
+        server.log.warning("could not archive the metric files of worker %s: %s", worker.pid, error)
+    except Exception:
+        server.log.exception("could not archive the metric files of worker %s", worker.pid)
 
 
 def on_exit(server: Any) -> None:
     """Remove the drain flag and this server's private directory."""
-    DRAINING_FLAG.unlink(missing_ok=True)
+    try:
+        DRAINING_FLAG.unlink(missing_ok=True)
+    except OSError as error:
+        server.log.warning("could not remove the drain flag %s: %s", DRAINING_FLAG, error.strerror)
     _remove_runtime_dir()

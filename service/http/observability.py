@@ -10,6 +10,13 @@ Metrics work in two modes, chosen when the app is built (never at import):
   owned by the app, so building many apps in one process (the tests do) never
   collides with an earlier registration.
 
+Telemetry never fails a request or hides one (service.http.telemetry): the
+request's log line is written first, a failed metric write is caught, counted
+(``discourse_telemetry_failures_total``) and logged at most once a minute per
+process, and ``/readyz`` (``checks.telemetry``) and ``discourse_telemetry_healthy``
+say when metrics are broken. In multiprocess mode ``process_*`` series come
+for the master and each live worker, labelled ``process``.
+
 Every label has a bounded set of values: route templates (not paths), a fixed
 list of methods, HTTP status codes, reference ids the runtime knows, the four
 stance labels and the problem type slugs.
@@ -26,14 +33,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
 from pythonjsonlogger.json import JsonFormatter
+from werkzeug.exceptions import MethodNotAllowed
 
 from service.config import Settings
+from service.http import telemetry
 from service.runtime import Runtime
+
+# Before any metric value exists: multiprocess files get their blocks allocated (no SIGBUS when full).
+telemetry.install_allocation_guard()
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -65,6 +76,8 @@ class Metrics:
 
     registry: CollectorRegistry
     multiprocess_dir: str | None
+    # The process that built the app: under gunicorn (preload_app), the master.
+    app_pid: int
     requests: Counter
     duration: Histogram
     texts_scored: Counter
@@ -79,11 +92,13 @@ class Metrics:
         """Create the metrics on a fresh registry; in single-process mode add the process collector."""
         registry = CollectorRegistry(auto_describe=True)
         if multiprocess_dir is None:
-            # Memory and CPU of this process; in multiprocess mode per-process figures cannot be summed.
+            # Memory and CPU of this process; in multiprocess mode ProcessesCollector covers each process.
             ProcessCollector(registry=registry)
+            registry.register(telemetry.HealthCollector(None))
         return cls(
             registry=registry,
             multiprocess_dir=multiprocess_dir,
+            app_pid=os.getpid(),
             requests=Counter(
                 "discourse_http_requests_total",
                 "HTTP requests answered, by route template, method and status code.",
@@ -144,9 +159,13 @@ class Metrics:
         """The registry to serialise for a scrape: all processes' files, or this app's own metrics."""
         if self.multiprocess_dir is None:
             return self.registry
-        # A new registry per scrape, as prometheus_client documents: the collector reads the files then.
+        # A new registry per scrape, as prometheus_client documents: the collectors read the files then.
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        registry.register(telemetry.FileCollector(self.multiprocess_dir))
+        # Under gunicorn the app was built in the master and this worker is its child.
+        master = self.app_pid if os.getppid() == self.app_pid else os.getpid()
+        registry.register(telemetry.ProcessesCollector(master))
+        registry.register(telemetry.HealthCollector(self.multiprocess_dir))
         return registry
 
 
@@ -160,11 +179,14 @@ def init_app(app: Flask, settings: Settings, runtime: Runtime) -> None:
     configure_logging(settings.log_level)
     metrics = Metrics.create(os.environ.get(MULTIPROC_ENV) or None)
     app.extensions[EXTENSION_KEY] = metrics
-    metrics.model_info.labels(
-        model_id=runtime.model.model_id,
-        version=runtime.model.version,
-        references=",".join(sorted(runtime.scorer.references)),
-    ).set(1)
+    try:
+        metrics.model_info.labels(
+            model_id=runtime.model.model_id,
+            version=runtime.model.version,
+            references=",".join(sorted(runtime.scorer.references)),
+        ).set(1)
+    except Exception as error:  # a full or unwritable metrics directory must not stop the service
+        telemetry.report_failure("model info metric", error)
 
     @app.before_request
     def _start_request() -> None:
@@ -177,11 +199,18 @@ def init_app(app: Flask, settings: Settings, runtime: Runtime) -> None:
     @app.after_request
     def _finish_request(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", "")
+        # Telemetry must never turn an answered request into an error, nor hide it: the log line is
+        # written whatever happens to the metrics.
         try:
-            _record(metrics, response)
-        except Exception:
-            # Telemetry must never turn an answered request into an error.
-            logging.getLogger("discourse.app").exception("could not record request telemetry")
+            facts = _request_facts(response)
+        except Exception as error:
+            telemetry.report_failure("request facts", error)
+            return response
+        _write_log_line(facts)
+        try:
+            _record(metrics, facts)
+        except Exception as error:
+            telemetry.report_failure("metric write", error)
         return response
 
     @app.get(METRICS_PATH)
@@ -191,20 +220,63 @@ def init_app(app: Flask, settings: Settings, runtime: Runtime) -> None:
         return Response(encoder(metrics.exposition_registry()), content_type=content_type)
 
 
-def _record(metrics: Metrics, response: Response) -> None:
-    """Count the request in the metrics and write its log line (never the submitted texts)."""
-    started = getattr(g, "request_started", None)
-    elapsed = time.perf_counter() - started if started is not None else 0.0
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-    status = response.status_code
-    problem_type = getattr(g, "problem_type", None)
-    scored: dict[str, Any] | None = getattr(g, "scored", None)
+def route_label() -> str:
+    """The route template of the current request; for a 405, the template of the route it reached."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    if isinstance(request.routing_exception, MethodNotAllowed):
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        for method in request.routing_exception.valid_methods or ():
+            try:
+                rule, _ = adapter.match(method=method, return_rule=True)
+            except Exception:
+                continue
+            return rule.rule
+    return UNMATCHED_ROUTE
 
-    metrics.requests.labels(route=route, method=method, status=str(status)).inc()
-    metrics.duration.labels(route=route, method=method).observe(elapsed)
-    if problem_type:
-        metrics.errors.labels(type=problem_type).inc()
+
+def _request_facts(response: Response) -> dict[str, Any]:
+    started = getattr(g, "request_started", None)
+    scored: dict[str, Any] | None = getattr(g, "scored", None)
+    return {
+        "elapsed": time.perf_counter() - started if started is not None else 0.0,
+        "route": route_label(),
+        "method": request.method if request.method in _KNOWN_METHODS else "OTHER",
+        "status": response.status_code,
+        "problem_type": getattr(g, "problem_type", None),
+        "scored": scored,
+    }
+
+
+def _write_log_line(facts: dict[str, Any]) -> None:
+    """The request's one JSON log line (never the submitted texts)."""
+    scored = facts["scored"]
+    access_log.info(
+        "request",
+        extra={
+            "request_id": getattr(g, "request_id", None),
+            # Which worker answered (under gunicorn each worker is a process).
+            "pid": os.getpid(),
+            "method": facts["method"],
+            "route": facts["route"],
+            "status": facts["status"],
+            "latency_ms": round(facts["elapsed"] * 1000, 2),
+            "texts": scored["texts"] if scored else None,
+            "characters": scored["characters"] if scored else None,
+            "reference": scored["reference"] if scored else None,
+            "api_key_id": getattr(g, "api_key_id", None),
+            "problem_type": facts["problem_type"],
+        },
+    )
+
+
+def _record(metrics: Metrics, facts: dict[str, Any]) -> None:
+    """Count the request in the metrics."""
+    route, method, scored = facts["route"], facts["method"], facts["scored"]
+    metrics.requests.labels(route=route, method=method, status=str(facts["status"])).inc()
+    metrics.duration.labels(route=route, method=method).observe(facts["elapsed"])
+    if facts["problem_type"]:
+        metrics.errors.labels(type=facts["problem_type"]).inc()
     if scored is not None:
         reference = scored["reference"]
         metrics.texts_per_request.observe(scored["texts"])
@@ -215,22 +287,6 @@ def _record(metrics: Metrics, response: Response) -> None:
                 reference=reference, stance=result.stance.label if result.stance else "none"
             ).inc()
             similarity.observe(result.similarity)
-
-    access_log.info(
-        "request",
-        extra={
-            "request_id": getattr(g, "request_id", None),
-            "method": method,
-            "route": route,
-            "status": status,
-            "latency_ms": round(elapsed * 1000, 2),
-            "texts": scored["texts"] if scored else None,
-            "characters": scored["characters"] if scored else None,
-            "reference": scored["reference"] if scored else None,
-            "api_key_id": getattr(g, "api_key_id", None),
-            "problem_type": problem_type,
-        },
-    )
 
 
 def configure_logging(level: str) -> None:

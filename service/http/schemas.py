@@ -19,12 +19,25 @@ def _not_blank(value: str) -> None:
         raise ValidationError(input_rules.BLANK_TEXT)
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON ``true`` or ``false`` only; marshmallow's Boolean also takes ``1``, ``"yes"``, ``"off"``."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class TextInputSchema(Schema):
     """One text to score."""
 
     id = fields.String(
         validate=validate.Length(min=1, max=MAX_ID_CHARS),
-        metadata={"description": "Client id, echoed in the result (default: the text's index)."},
+        metadata={
+            "description": 'Client id, echoed in the result. Default: the text\'s index ("0", "1", ...), '
+            'or, if another text of the request was given that id, "<index>-<k>" with the smallest '
+            "k >= 1 that no text uses, so ids never collide."
+        },
     )
     text = fields.String(
         required=True,
@@ -59,7 +72,7 @@ class ScoreRequestSchema(Schema):
         validate=validate.Length(min=1, max=64),
         metadata={"description": "Reference id (default: the default reference)."},
     )
-    explain = fields.Boolean(
+    explain = StrictBoolean(
         load_default=False,
         metadata={"description": "Add an `evidence` object to every result (slower)."},
     )

@@ -21,10 +21,11 @@ from flask_limiter import RateLimitExceeded
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from service.config import key_digests
 from service.domain.scorer import UnknownReferenceError
 from service.domain.stance import STANCE_LABELS
 from service.file_scoring import error_document
-from service.http.access import API_KEY_HEADER, PAGE_ACTIONS_PREFIX, PAGE_KEY_FIELD, load_key_digests
+from service.http.access import API_KEY_HEADER, PAGE_ACTIONS_PREFIX, PAGE_KEY_FIELD
 from service.http.body import accepts_form
 from service.http.page_downloads import results_csv, results_jsonl
 from service.http.problems import PROBLEM_TYPES, Problem, flatten_messages, problem_type_for_status
@@ -386,7 +387,7 @@ def _references() -> list[dict]:
 def _keys_required() -> bool:
     state = current_app.extensions.setdefault("discourse.page", {})
     if "keys_required" not in state:
-        state["keys_required"] = bool(load_key_digests(current_settings()))
+        state["keys_required"] = bool(key_digests(current_settings()))
     return state["keys_required"]
 
 

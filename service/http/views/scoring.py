@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import g
 from flask_smorest import Blueprint
 
+from service.domain.input_rules import assign_ids
 from service.domain.scorer import UnknownReferenceError
 from service.http.examples import SCORE_REQUEST_EXAMPLE
 from service.http.problems import Problem
@@ -75,7 +76,8 @@ def score_request(payload: dict) -> dict:
             f"{error}; GET /v1/references lists the available ones.",
             errors=[{"field": "reference", "message": str(error)}],
         ) from None
-    ids = [item.get("id", str(i)) for i, item in enumerate(texts)]
+    # The schema has already refused repeated given ids; defaults never collide with them.
+    ids = assign_ids([item.get("id") for item in texts])
     results = runtime.scorer.score(
         [item["text"] for item in texts],
         ids=ids,
