@@ -53,11 +53,26 @@ class Settings:
     # A file whose existence makes /readyz answer 503; the gunicorn config creates it on SIGTERM.
     draining_flag: Path | None = None
     # The settings below are read by the gunicorn config only (docs/operations.md explains each).
-    worker_threads: int = 4
+    worker_threads: int = 32
     worker_timeout: int = 30
     graceful_timeout: int = 20
     drain_seconds: float = 5.0
     max_requests: int = 10_000
+    # Bounded cost (docs/operations.md, "Bounded cost"): work caps, admission, deadline, slow bodies.
+    max_sentences_per_text: int = 5_000
+    max_tokens_per_text: int = 40_000
+    max_sentences_per_request: int = 50_000
+    max_tokens_per_request: int = 400_000
+    # Scoring requests of at least this many characters are "heavy": at most max_heavy_in_flight of
+    # them are scored at once per worker; more get a 503 at once.
+    heavy_request_chars: int = 20_000
+    max_heavy_in_flight: int = 1
+    request_deadline: float = 10.0
+    # A request body must arrive within body_grace_seconds + its length / body_min_rate seconds.
+    body_min_rate: int = 50_000
+    body_grace_seconds: float = 5.0
+    characters_rate_limit: str = "20000000/minute"
+    auth_failure_limit: str = "20/minute"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +105,20 @@ class Settings:
         for name in ("drain_seconds", "max_requests", "trusted_proxies"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must not be negative")
+        for name in (
+            "max_sentences_per_text",
+            "max_tokens_per_text",
+            "max_sentences_per_request",
+            "max_tokens_per_request",
+            "heavy_request_chars",
+            "max_heavy_in_flight",
+            "body_min_rate",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in ("request_deadline", "body_grace_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be more than 0 seconds")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some settings changed (for tests and the command line)."""

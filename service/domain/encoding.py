@@ -27,6 +27,7 @@ from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from service.domain.lexicon import LEXICONS, NEGATING
 from service.domain.text import WORD_PATTERN, Span, clean, split_sentences
+from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICONS)
 
@@ -304,8 +305,21 @@ class TextEncoder:
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, texts: Sequence[str]) -> EncodedTexts:
-        """Encode ``texts`` (any strings, including empty ones) in one batch."""
+    def encode(
+        self,
+        texts: Sequence[str],
+        limits: WorkLimits | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
+    ) -> EncodedTexts:
+        """Encode ``texts`` (any strings, including empty ones) in one batch.
+
+        Sentences without a word token are left out of the per-sentence data (they
+        add nothing to any feature; the lead sentences still count them, so the
+        result is the same as if they were kept). Raises
+        :class:`~service.domain.workload.WorkLimitError` if the texts exceed
+        ``limits``, before any per-sentence array is built; ``checkpoint`` is
+        called every few texts and between steps, and may raise to stop.
+        """
         cfg = self.config
         n_texts = len(texts)
         n_terms = self.n_terms
@@ -318,15 +332,28 @@ class TextEncoder:
         tokens_per_sentence: list[int] = []
         sentence_owner: list[int] = []
         sentence_rank: list[int] = []
+        counter = WorkCounter(limits)
         for i, text in enumerate(cleaned):
-            spans = split_sentences(text, cfg.max_sentence_chars)
-            all_sentences.append(spans)
-            for rank, span in enumerate(spans):
-                ids = [lookup(tok, unknown) for tok in WORD_PATTERN.findall(span.text.lower())]
-                token_ids.extend(ids)
-                tokens_per_sentence.append(len(ids))
+            if i % 16 == 0:
+                checkpoint()
+            kept: list[Span] = []
+            text_tokens = 0
+            for rank, span in enumerate(split_sentences(text, cfg.max_sentence_chars)):
+                words = WORD_PATTERN.findall(span.text.lower())
+                if not words:
+                    continue
+                text_tokens += len(words)
+                kept.append(span)
+                if counter.over:  # only counting from here on: the call will be refused
+                    continue
+                token_ids.extend([lookup(tok, unknown) for tok in words])
+                tokens_per_sentence.append(len(words))
                 sentence_owner.append(i)
                 sentence_rank.append(rank)
+            counter.add_text(i, len(kept), text_tokens)
+            all_sentences.append([] if counter.over else kept)
+        counter.raise_if_over()
+        checkpoint()
 
         ids = np.asarray(token_ids, dtype=np.int64)
         per_sentence = np.asarray(tokens_per_sentence, dtype=np.int64)
@@ -392,7 +419,18 @@ class TextEncoder:
         return _normalize_rows(counts)
 
     def _char_counts(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``."""
+        """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``.
+
+        Computed over chunks of texts of about ``CHAR_CHUNK`` characters and stacked
+        (rows are independent, so the matrix is the same): the temporary arrays of
+        the hashing grow with the chunk, not with the batch.
+        """
+        chunks = [
+            self._char_counts_of(texts[start:end]) for start, end in char_chunks([len(t) for t in texts])
+        ]
+        return chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
+
+    def _char_counts_of(self, texts: Sequence[str]) -> sp.csr_matrix:
         cfg = self.config
         try:
             return hashed_char_wb_counts(texts, cfg.char_ngram_min, cfg.char_ngram_max, 2**cfg.char_hash_bits)

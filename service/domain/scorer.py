@@ -12,6 +12,7 @@ from service.domain.evidence import Evidence, find_evidence
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
+from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
 
 MIN_WORDS = 8
 """Below this many words a text is flagged as too short to judge."""
@@ -112,10 +113,15 @@ class Scorer:
         ids: Sequence[str] | None = None,
         reference_id: str | None = None,
         explain: bool = False,
+        limits: WorkLimits | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> list[TextScore]:
         """Score ``texts`` (in one batch) against a reference; results follow input order.
 
-        ``ids`` are echoed in the results; by default each text's index.
+        ``ids`` are echoed in the results; by default each text's index. Raises
+        :class:`~service.domain.workload.WorkLimitError` when the texts exceed
+        ``limits`` (checked while tokenising, before the costly steps);
+        ``checkpoint`` is called between steps and stops the work by raising.
         """
         reference = self.reference(reference_id)
         if ids is None:
@@ -124,8 +130,9 @@ class Scorer:
             raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
         if not texts:
             return []
-        encoded = self.encoder.encode(texts)
+        encoded = self.encoder.encode(texts, limits, checkpoint)
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
+        checkpoint()
 
         features = compute_pair_features(
             self.encoder,
@@ -133,6 +140,7 @@ class Scorer:
             reference.claim_vectors,
             self.stance_model.wording_scores(encoded.word),
         )
+        checkpoint()
         n_texts, n_claims, n_features = features.shape
         w = self.encoder.config.char_weight
         claim_similarity = np.clip(
@@ -147,7 +155,9 @@ class Scorer:
         overall_labels = self.stance_model.decide(overall)
         claim_labels = self.stance_model.decide(claim_probs.reshape(-1, len(STANCE_LABELS)))
         claim_labels = claim_labels.reshape(n_texts, n_claims)
+        checkpoint()
         evidence = find_evidence(self.encoder, encoded, reference) if explain else None
+        checkpoint()
 
         # Python lists for the per-text loop: indexing them is far cheaper than numpy scalars,
         # and every value (floats, argmax) is the same as read from the arrays.

@@ -12,9 +12,12 @@ nesting too deep to parse).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
+import threading
 
 import numpy as np
 from flask import current_app, request
@@ -75,6 +78,51 @@ def _refuse_oversized_batch(document: object) -> None:
             f"Over the limits: texts ({len(texts)} given).",
             errors=[{"field": "texts", "message": f"At most {limit} texts per request."}],
         )
+
+
+class _BodyDeadline:
+    """Ends the read of a request body that arrives too slowly.
+
+    A slow upload holds a server thread while it crawls. Past the deadline the
+    socket's reading side is shut down, so the blocked read returns at once and
+    the client gets a 408 ``request-timeout`` (and the connection is closed).
+    """
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sock = sock
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        with contextlib.suppress(OSError):  # already closed
+            self._sock.shutdown(socket.SHUT_RD)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def problem(self) -> Problem:
+        return Problem(
+            "request-timeout",
+            f"The request body did not arrive within {self.seconds:.0f} s (at least "
+            f"{current_app.extensions['discourse']['settings'].body_min_rate} bytes per second are needed).",
+            headers={"Connection": "close"},
+        )
+
+
+def _body_deadline() -> _BodyDeadline | None:
+    """A deadline for reading this request's body, when the server gives access to its socket."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    settings = current_app.extensions["discourse"]["settings"]
+    length = request.content_length if request.content_length is not None else settings.max_body_bytes
+    return _BodyDeadline(
+        sock, settings.body_grace_seconds + min(length, settings.max_body_bytes) / settings.body_min_rate
+    )
 
 
 def read_body_within_limit() -> bytes:

@@ -78,9 +78,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gthread rather than sync. The GIL means threads add no scoring throughput, but with sync workers a
 # worker scoring a 256-text batch (seconds) cannot answer anything else: probes time out and the
 # orchestrator restarts or unroutes a healthy instance, and a slow client uploading a 2 MiB body
-# holds the whole worker. A few threads keep /livez, /readyz and /metrics answering, read slow
-# uploads without blocking the busy thread, and let keep-alive work. Few threads, because
-# concurrent batches in one worker only share its CPU (each gets slower).
+# holds the whole worker. Threads keep /livez, /readyz and /metrics answering and let keep-alive
+# work. A thread reading a slow upload is blocked on its socket, so many threads (32): a few slow
+# uploaders cannot take them all, and the app ends a body that crawls below DISCOURSE_BODY_MIN_RATE
+# (408). Threads cost no CPU or memory while they wait; what they could cost when busy is bounded
+# by the app's admission control (DISCOURSE_MAX_HEAVY_IN_FLIGHT large requests per worker).
 worker_class = "gthread"
 threads = _settings.worker_threads
 

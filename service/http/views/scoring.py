@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import current_app, g
 from flask_smorest import Blueprint
 
 from service.domain.scorer import UnknownReferenceError
+from service.domain.workload import WorkLimitError, WorkLimits
+from service.http.admission import Admission, Deadline
 from service.http.examples import SCORE_REQUEST_EXAMPLE
 from service.http.problems import Problem
 from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
@@ -27,9 +29,16 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
     blp,
     422,
     "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
-    "too many texts, text too long, duplicate ids (validation-error; `errors` names each field).",
+    "too many texts, text too long, too many sentences or words per text or per request, duplicate "
+    "ids (validation-error; `errors` names each field, or `texts` for a per-request limit).",
 )
-@documents_problem(blp, 503, "Not ready (starting or draining).")
+@documents_problem(
+    blp,
+    503,
+    "Not ready (starting or draining: not-ready); this worker is already scoring its maximum of "
+    "large requests (overloaded); or scoring passed the request deadline and was stopped "
+    "(deadline-exceeded). Retry after the seconds in `Retry-After`.",
+)
 def score(payload: dict):
     """Score texts against a reference
 
@@ -67,14 +76,30 @@ def score(payload: dict):
             errors=[{"field": "reference", "message": str(error)}],
         ) from None
     ids = [item.get("id", str(i)) for i, item in enumerate(texts)]
-    results = runtime.scorer.score(
-        [item["text"] for item in texts], ids=ids, reference_id=reference.id, explain=payload["explain"]
-    )
+    characters = sum(len(item["text"]) for item in texts)
+    admission: Admission = current_app.extensions["discourse.admission"]
+    with admission.admit(characters):
+        try:
+            results = runtime.scorer.score(
+                [item["text"] for item in texts],
+                ids=ids,
+                reference_id=reference.id,
+                explain=payload["explain"],
+                limits=work_limits(settings),
+                checkpoint=Deadline(settings.request_deadline),
+            )
+        except WorkLimitError as error:
+            fields = ", ".join(sorted({v.field for v in error.violations}))
+            raise Problem(
+                "validation-error",
+                f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
+                errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
+            ) from None
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
         "reference": reference.id,
         "texts": len(texts),
-        "characters": sum(len(item["text"]) for item in texts),
+        "characters": characters,
         "results": results,
     }
     return {
@@ -82,3 +107,13 @@ def score(payload: dict):
         "model": {"id": runtime.model.model_id, "version": runtime.model.version},
         "results": results,
     }
+
+
+def work_limits(settings) -> WorkLimits:
+    """The sentence and token caps of ``settings``."""
+    return WorkLimits(
+        max_sentences_per_text=settings.max_sentences_per_text,
+        max_tokens_per_text=settings.max_tokens_per_text,
+        max_sentences_per_request=settings.max_sentences_per_request,
+        max_tokens_per_request=settings.max_tokens_per_request,
+    )
