@@ -74,13 +74,14 @@ def bodies(limits: dict) -> dict[str, bytes]:
     """Each kind of expensive body, all under the 2 MiB body limit (256 texts, with evidence).
 
     ``dots``: about a million one-character sentences (". " repeated); ``short``: sentences
-    of one word ("ab. "); ``words``: one word after another, no punctuation; ``english``:
+    of one word ("ab. "); ``mixed``: one such sentence, then ". " repeated; ``words``: one word after another, no punctuation; ``english``:
     a legitimate maximum batch (256 texts of 8,000 characters); ``capped``: just within the
     sentence and token limits the server publishes in ``x-limits`` (when it has them).
     """
     result = {
         "dots": _body([". " * 4084] * 256),
         "short": _body(["ab. " * 2042] * 256),
+        "mixed": _body(["ab. " + ". " * 4082] * 256),
         "words": _body(["ab " * 2722] * 256),
         "english": _body(make_texts(256, 8000, seed=14)),
     }
@@ -488,7 +489,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", type=Path, default=BENCH_DIR.parent)
     parser.add_argument("--only", nargs="*", default=["cost", "interference", "memlimit", "slow"])
-    parser.add_argument("--kinds", nargs="*", default=["dots", "short", "words", "capped", "english"])
+    parser.add_argument(
+        "--kinds", nargs="*", default=["dots", "mixed", "short", "words", "capped", "english"]
+    )
     parser.add_argument("--heavy", default="dots", help="body kind of the worst-case request")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--levels", type=int, nargs="*", default=[1, 2, 4, 8])

@@ -338,7 +338,10 @@ class TextEncoder:
                 checkpoint()
             kept: list[Span] = []
             text_tokens = 0
-            for rank, span in enumerate(split_sentences(text, cfg.max_sentence_chars)):
+            # A text without a single word has no sentence to keep: not splitting it spares the
+            # cost of up to one span per two characters (". . . ." is all sentence ends).
+            spans = split_sentences(text, cfg.max_sentence_chars) if WORD_PATTERN.search(text) else []
+            for rank, span in enumerate(spans):
                 words = WORD_PATTERN.findall(span.text.lower())
                 if not words:
                     continue

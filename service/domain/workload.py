@@ -131,14 +131,16 @@ class WorkCounter:
 
 
 def text_chunks(
-    owner: np.ndarray, n_texts: int, rows: int = SENTENCE_CHUNK_ROWS
+    owner: np.ndarray, n_texts: int, rows: int | None = None
 ) -> Iterator[tuple[int, int, int, int]]:
     """Chunks of whole texts: ``(first_text, end_text, first_sentence, end_sentence)``.
 
     ``owner`` (non-decreasing) gives each sentence's text. Each chunk ends at the
     first text boundary at or after ``rows`` sentences, so a text's sentences are
     never split between chunks and per-text reductions stay exactly as unchunked.
+    ``rows`` defaults to :data:`SENTENCE_CHUNK_ROWS`.
     """
+    rows = SENTENCE_CHUNK_ROWS if rows is None else rows
     starts = np.searchsorted(owner, np.arange(n_texts + 1))
     first = 0
     while first < n_texts:
@@ -148,9 +150,10 @@ def text_chunks(
         first = end
 
 
-def char_chunks(lengths: list[int], chars: int = CHAR_CHUNK) -> Iterator[tuple[int, int]]:
+def char_chunks(lengths: list[int], chars: int | None = None) -> Iterator[tuple[int, int]]:
     """Ranges ``(start, end)`` of consecutive texts of at most ``chars`` characters together
-    (a longer text is a range by itself)."""
+    (a longer text is a range by itself); ``chars`` defaults to :data:`CHAR_CHUNK`."""
+    chars = CHAR_CHUNK if chars is None else chars
     start, total = 0, 0
     for i, length in enumerate(lengths):
         if i > start and total + length > chars:

@@ -109,7 +109,6 @@ class _BodyDeadline:
             "request-timeout",
             f"The request body did not arrive within {self.seconds:.0f} s (at least "
             f"{current_app.extensions['discourse']['settings'].body_min_rate} bytes per second are needed).",
-            headers={"Connection": "close"},
         )
 
 
@@ -132,7 +131,11 @@ def read_body_within_limit() -> bytes:
     without one (chunked) is read through a stream that stops *at* the limit without
     an error, which would silently truncate it: one more byte read from the server's
     own stream tells a body of exactly the limit from a longer one.
+
+    Under gunicorn the body must arrive within ``body_grace_seconds`` plus its
+    length divided by ``body_min_rate``: else 408 (see :class:`_BodyDeadline`).
     """
+    deadline = _body_deadline()
     try:
         raw = request.get_data(cache=True)
         limit = request.max_content_length
@@ -140,11 +143,20 @@ def read_body_within_limit() -> bytes:
         if at_limit and request.input_stream.read(1):
             raise RequestEntityTooLarge()
     except HTTPException:
+        if deadline is not None and deadline.expired:
+            raise deadline.problem() from None
         raise
     except Exception as error:  # the server's stream, e.g. gunicorn's InvalidChunkSize: the client's fault
+        if deadline is not None and deadline.expired:
+            raise deadline.problem() from None
         raise Problem(
             "malformed-request", f"The request body could not be read ({type(error).__name__})."
         ) from None
+    finally:
+        if deadline is not None:
+            deadline.cancel()
+    if deadline is not None and deadline.expired:
+        raise deadline.problem()
     return raw
 
 

@@ -33,6 +33,11 @@ from service.config import Settings  # noqa: E402 (standard library only: numpy 
 # Raises SettingsError naming the variable: a bad value stops the server before it listens.
 _settings = Settings.from_env()
 
+# Large requests must not leave workers at their peak size (service.http.admission explains how).
+from service.http.admission import tune_allocator  # noqa: E402 (ctypes and Flask only)
+
+tune_allocator()
+
 # --- State shared by the master and the workers: metrics files and the drain flag -------------------
 
 # A private directory for this server's lifetime. gunicorn calls on_exit only after a normal stop,
