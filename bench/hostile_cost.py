@@ -9,8 +9,9 @@ draining and worker recycling off, and measures:
                 10 ms) and its RSS 2 s after the answer; then 6 worst-case requests whose
                 client hangs up after 0.3 s, and the CPU the worker spends on them anyway.
 ``interference`` K = 1, 2, 4, 8 clients looping a worst-case request for ``--seconds``
-                (bounded in count too) while one client sends a single short text every
-                0.1 s: its p50/p99/max latency, and what the heavy requests got.
+                (bounded in count too; after a 503 a client waits 2 s unless ``--no-wait``)
+                while one client sends a single short text every 0.1 s: its p50/p99/max
+                latency, and what the heavy requests got.
 ``memlimit``    the server inside a 1 GiB memory cgroup (cgroup v1 here; ``--cgroup-root``);
                 N = 2, 4, 8 concurrent worst-case requests, then N concurrent legitimate
                 maximum batches (256 English texts of 8,000 characters): statuses, OOM
@@ -73,10 +74,11 @@ def _body(texts: list[str], explain: bool = True) -> bytes:
 def bodies(limits: dict) -> dict[str, bytes]:
     """Each kind of expensive body, all under the 2 MiB body limit (256 texts, with evidence).
 
-    ``dots``: about a million one-character sentences (". " repeated); ``short``: sentences
-    of one word ("ab. "); ``mixed``: one such sentence, then ". " repeated; ``words``: one word after another, no punctuation; ``english``:
-    a legitimate maximum batch (256 texts of 8,000 characters); ``capped``: just within the
-    sentence and token limits the server publishes in ``x-limits`` (when it has them).
+    ``dots``: about a million one-character sentences (". " repeated); ``mixed``: one
+    sentence of one word, then ". " repeated; ``short``: sentences of one word ("ab. ");
+    ``words``: one word after another, no punctuation; ``english``: a legitimate maximum
+    batch (256 texts of 8,000 characters); ``capped``: just within the sentence and token
+    limits the server publishes in ``x-limits`` (when it has them).
     """
     result = {
         "dots": _body([". " * 4084] * 256),
@@ -304,7 +306,7 @@ def run_cost(repo: Path, kinds: list[str], repeats: int) -> list[dict]:
 # -- interference ----------------------------------------------------------------------------------
 
 
-def run_interference(repo: Path, levels: list[int], seconds: float, kind: str) -> list[dict]:
+def run_interference(repo: Path, levels: list[int], seconds: float, kind: str, wait: bool) -> list[dict]:
     rows = []
     with server(repo) as srv:
         limits = requests.get(srv.url + "/openapi.json", timeout=5).json().get("x-limits", {})
@@ -323,7 +325,10 @@ def run_interference(repo: Path, levels: list[int], seconds: float, kind: str) -
                 for _ in range(200):  # bounded in count as well as time
                     if time.monotonic() > stop:
                         return
-                    heavy.append(_post(srv.url, body, timeout=90))
+                    status, latency = _post(srv.url, body, timeout=90)
+                    heavy.append((status, latency))
+                    if wait and status == 503:  # as a client should: wait as told (2 s)
+                        time.sleep(2)
 
             threads = [threading.Thread(target=loop) for _ in range(k)]
             for t in threads:
@@ -343,6 +348,7 @@ def run_interference(repo: Path, levels: list[int], seconds: float, kind: str) -
                 "section": "interference",
                 "kind": kind,
                 "k": k,
+                "heavy_clients_wait_after_503": wait,
                 "seconds": seconds,
                 "single": _quantiles(single),
                 "single_failures": dict(failures),
@@ -500,6 +506,9 @@ def main() -> None:
     parser.add_argument("--cgroup-root", type=Path, default=Path("/sys/fs/cgroup/memory"))
     parser.add_argument("--slow-connections", type=int, nargs="*", default=[5, 10, 16])
     parser.add_argument("--slow-seconds", type=float, default=12.0)
+    parser.add_argument(
+        "--no-wait", action="store_true", help="heavy clients retry a 503 at once instead of waiting 2 s"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     repo = args.repo.resolve()
@@ -508,7 +517,7 @@ def main() -> None:
     if "cost" in args.only:
         results["rows"] += run_cost(repo, args.kinds, args.repeats)
     if "interference" in args.only:
-        results["rows"] += run_interference(repo, args.levels, args.seconds, args.heavy)
+        results["rows"] += run_interference(repo, args.levels, args.seconds, args.heavy, not args.no_wait)
     if "memlimit" in args.only:
         results["rows"] += run_memlimit(repo, args.mem_levels, args.cgroup_root, args.heavy)
     if "slow" in args.only:

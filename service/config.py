@@ -63,9 +63,9 @@ class Settings:
     max_tokens_per_text: int = 40_000
     max_sentences_per_request: int = 50_000
     max_tokens_per_request: int = 400_000
-    # Scoring requests of at least this many characters are "heavy": at most max_heavy_in_flight of
-    # them are scored at once per worker; more get a 503 at once.
-    heavy_request_chars: int = 20_000
+    # Scoring requests with a body of at least this many bytes are "heavy": at most max_heavy_in_flight
+    # of them are parsed and scored at once per worker; more get a 503 at once.
+    heavy_request_bytes: int = 32_768
     max_heavy_in_flight: int = 1
     request_deadline: float = 10.0
     # A request body must arrive within body_grace_seconds + its length / body_min_rate seconds.
@@ -110,7 +110,7 @@ class Settings:
             "max_tokens_per_text",
             "max_sentences_per_request",
             "max_tokens_per_request",
-            "heavy_request_chars",
+            "heavy_request_bytes",
             "max_heavy_in_flight",
             "body_min_rate",
         ):

@@ -94,7 +94,7 @@ def test_a_limit_below_one_or_zero_is_refused_naming_the_variable(variable: str)
 
 
 def test_a_heavy_request_beyond_the_slots_gets_a_fast_503_with_retry_after(runtime: Runtime) -> None:
-    client = _client(runtime, max_heavy_in_flight=1, heavy_request_chars=100)
+    client = _client(runtime, max_heavy_in_flight=1, heavy_request_bytes=100)
     admission = client.application.extensions["discourse.admission"]
     with admission.admit(10_000):  # another request is scoring a large batch in this worker
         started = time.monotonic()

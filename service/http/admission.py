@@ -1,10 +1,12 @@
 """Admission control and deadlines for scoring requests, and giving memory back afterwards.
 
-* **Admission**: a scoring request of at least ``heavy_request_chars`` characters is
-  *heavy*. Each worker process scores at most ``max_heavy_in_flight`` heavy requests at
-  once; one more gets a 503 ``overloaded`` problem with ``Retry-After`` at once, instead
-  of sharing the CPU and adding its memory. Small requests are never queued behind
-  heavy ones: their cost is a few megabytes and milliseconds.
+* **Admission**: a request whose body has at least ``heavy_request_bytes`` bytes is
+  *heavy*. Each worker process parses and scores at most ``max_heavy_in_flight`` heavy
+  requests at once; one more gets a 503 ``overloaded`` problem with ``Retry-After`` as
+  soon as its body is read (before it is parsed), instead of sharing the CPU and adding
+  its memory. Small requests are never queued behind heavy ones: their cost is a few
+  megabytes and milliseconds. The slot is taken in the body check (``service.http.body``)
+  and given back when the request ends (``teardown_request``).
 * **Deadline**: :class:`Deadline` is the checkpoint the scorer calls between steps. After
   ``request_deadline`` seconds it raises a 503 ``deadline-exceeded`` problem; when the
   client has closed its connection it raises ``client-closed-request`` (logged as 499).
@@ -73,30 +75,40 @@ def release_memory() -> None:
 class Admission:
     """At most ``capacity`` heavy requests at once in this process."""
 
-    def __init__(self, capacity: int, heavy_chars: int) -> None:
+    def __init__(self, capacity: int, heavy_bytes: int) -> None:
         self.capacity = capacity
-        self.heavy_chars = heavy_chars
+        self.heavy_bytes = heavy_bytes
         self._slots = threading.BoundedSemaphore(capacity)
 
-    @contextmanager
-    def admit(self, characters: int) -> Iterator[None]:
-        """Run the block if a slot is free (or the request is small); else raise ``overloaded``."""
-        if characters < self.heavy_chars:
-            yield
-            return
+    def enter(self, size: int) -> bool:
+        """Take a slot for a request of ``size`` bytes: False if it is small (it needs none);
+        raises ``overloaded`` if none is free. A True answer must be followed by :meth:`leave`."""
+        if size < self.heavy_bytes:
+            return False
         if not self._slots.acquire(blocking=False):
             raise Problem(
                 "overloaded",
-                f"This instance is already scoring {self.capacity} large request(s) "
-                f"({self.heavy_chars} characters or more); retry after the number of seconds in "
+                f"This worker is already scoring {self.capacity} large request(s) "
+                f"({self.heavy_bytes} bytes or more); retry after the number of seconds in "
                 "the Retry-After header, or send smaller batches.",
                 headers={"Retry-After": str(OVERLOADED_RETRY_AFTER)},
             )
+        return True
+
+    def leave(self) -> None:
+        """Give the slot back, and the request's memory to the system."""
+        self._slots.release()
+        release_memory()
+
+    @contextmanager
+    def admit(self, size: int) -> Iterator[None]:
+        """Run the block in a slot (none for a small request); raise ``overloaded`` if none is free."""
+        entered = self.enter(size)
         try:
             yield
         finally:
-            self._slots.release()
-            release_memory()
+            if entered:
+                self.leave()
 
 
 class Deadline:

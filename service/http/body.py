@@ -20,7 +20,7 @@ import socket
 import threading
 
 import numpy as np
-from flask import current_app, request
+from flask import Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.http.problems import Problem
@@ -65,7 +65,20 @@ def check_json_body() -> None:
     if charset not in ("utf-8", "utf8"):
         raise Problem("unsupported-media-type", f"charset {charset!r} is not accepted; use UTF-8.")
     raw = read_body_within_limit()
+    # A large body waits for nothing: it gets a slot now, before parsing, or a 503 (and the slot is
+    # given back when the request ends: see init_admission).
+    if current_app.extensions["discourse.admission"].enter(len(raw)):
+        g.admitted = True
     _refuse_oversized_batch(parse_json_strictly(raw))
+
+
+def init_admission(app: Flask) -> None:
+    """Give back, when each request ends, the admission slot its body check took."""
+
+    @app.teardown_request
+    def _leave(_: BaseException | None) -> None:
+        if g.pop("admitted", False):
+            current_app.extensions["discourse.admission"].leave()
 
 
 def _refuse_oversized_batch(document: object) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import g
 from flask_smorest import Blueprint
 
 from service.domain.scorer import UnknownReferenceError
 from service.domain.workload import WorkLimitError, WorkLimits
-from service.http.admission import Admission, Deadline
+from service.http.admission import Deadline
 from service.http.examples import SCORE_REQUEST_EXAMPLE
 from service.http.problems import Problem
 from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
@@ -77,24 +77,23 @@ def score(payload: dict):
         ) from None
     ids = [item.get("id", str(i)) for i, item in enumerate(texts)]
     characters = sum(len(item["text"]) for item in texts)
-    admission: Admission = current_app.extensions["discourse.admission"]
-    with admission.admit(characters):
-        try:
-            results = runtime.scorer.score(
-                [item["text"] for item in texts],
-                ids=ids,
-                reference_id=reference.id,
-                explain=payload["explain"],
-                limits=work_limits(settings),
-                checkpoint=Deadline(settings.request_deadline),
-            )
-        except WorkLimitError as error:
-            fields = ", ".join(sorted({v.field for v in error.violations}))
-            raise Problem(
-                "validation-error",
-                f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
-                errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
-            ) from None
+    # Admission: a large request got its slot in the body check, before its JSON was parsed.
+    try:
+        results = runtime.scorer.score(
+            [item["text"] for item in texts],
+            ids=ids,
+            reference_id=reference.id,
+            explain=payload["explain"],
+            limits=work_limits(settings),
+            checkpoint=Deadline(settings.request_deadline),
+        )
+    except WorkLimitError as error:
+        fields = ", ".join(sorted({v.field for v in error.violations}))
+        raise Problem(
+            "validation-error",
+            f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
+            errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
+        ) from None
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
         "reference": reference.id,
