@@ -70,7 +70,7 @@ class Settings:
     request_deadline: float = 10.0
     # A request body must arrive within body_grace_seconds + its length / body_min_rate seconds.
     body_min_rate: int = 50_000
-    body_grace_seconds: float = 5.0
+    body_grace_seconds: float = 10.0
     characters_rate_limit: str = "20000000/minute"
     auth_failure_limit: str = "20/minute"
 
