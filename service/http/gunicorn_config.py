@@ -17,6 +17,7 @@ import atexit
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -90,6 +91,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # by the app's admission control (DISCOURSE_MAX_HEAVY_IN_FLIGHT large requests per worker).
 worker_class = "gthread"
 threads = _settings.worker_threads
+
+# A thread waiting for the GIL gets it only when the holder has run for the switch interval: with
+# the default 5 ms a small request sharing a worker with a large batch waits that long at every
+# hand-over (each NumPy call that releases the GIL, each socket operation), hundreds of ms in all.
+# 1 ms cuts that wait; the large batch loses little (its work is in long NumPy calls).
+sys.setswitchinterval(0.001)
 
 # With gthread this is a hang detector, not a request deadline: the worker's main loop heartbeats
 # while threads score, so only a process stuck as a whole (not a long batch) gets killed.
