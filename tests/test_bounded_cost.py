@@ -241,3 +241,33 @@ def test_probes_and_small_requests_answer_while_16_uploads_crawl(gunicorn: Calla
             thread.join(timeout=15)
     assert rounds >= 10
     assert not slow, slow
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_work_for_a_client_that_hung_up_is_stopped(gunicorn: Callable) -> None:
+    """A client sends a large batch and hangs up: the worker stops scoring it (logged as 499)."""
+    text = ("NATO expansion and the Eurasian security architecture were discussed in Moscow. " * 100)[:7800]
+    body = json.dumps({"texts": [{"text": f"{i} {text}"} for i in range(256)], "explain": True}).encode()
+    with gunicorn(workers=1, env={"DISCOURSE_RATE_LIMIT_ENABLED": "false"}) as server:
+        head = (
+            "POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head + body)
+            time.sleep(0.3)  # scoring 256 texts of 7,800 characters takes well over a second
+        deadline = time.monotonic() + 20
+        while not (scored := _logged_scoring(server.log())):
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.2)
+        assert [(line["status"], line["problem_type"]) for line in scored] == [(499, "client-closed-request")]
+
+
+def _logged_scoring(log: str) -> list[dict]:
+    """The request-log lines of POST /v1/score in a server's output."""
+    lines = []
+    for text in log.splitlines():
+        if text.startswith("{") and '"/v1/score"' in text:
+            lines.append(json.loads(text))
+    return lines

@@ -23,6 +23,7 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
 @documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
 @documents_access_problems(blp)
 @documents_problem(blp, 404, "Unknown reference id (unknown-reference).")
+@documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
 @documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
 @documents_problem(blp, 415, "Not application/json, or compressed.")
 @documents_problem(
