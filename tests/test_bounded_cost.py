@@ -150,6 +150,7 @@ def test_failed_authentications_are_counted_per_address_and_limited(runtime: Run
     refused = attempt("guess-4")
     assert refused.status_code == 429
     assert "failed authentications" in refused.get_json()["detail"]
+    assert refused.get_json()["request_id"] == refused.headers["X-Request-ID"]  # logged like any answer
     assert int(refused.headers["Retry-After"]) >= 1
     assert attempt("right-key").status_code == 429  # a right guess is not told apart meanwhile
     assert attempt("right-key", "127.0.0.7").status_code == 200  # other addresses are unaffected

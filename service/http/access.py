@@ -27,6 +27,7 @@ from limits.errors import ConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import PREFIX, Settings, SettingsError
+from service.http import observability
 from service.http.observability import METRICS_PATH, REQUEST_ID_HEADER
 from service.http.problems import Problem, problem_response
 
@@ -280,8 +281,13 @@ def _install_auth_failure_limit(app: Flask, limiter: Limiter, settings: Settings
                 pass
         return response
 
-    # First of all before_request hooks: before the key check and the request limit.
-    app.before_request_funcs.setdefault(None, []).insert(0, refuse_if_over)
+    # Right after the request id and timer are set (the refusal is logged like any answer), before
+    # the key check and the request limits.
+    hooks = app.before_request_funcs.setdefault(None, [])
+    position = max(
+        (i + 1 for i, hook in enumerate(hooks) if hook.__module__ == observability.__name__), default=0
+    )
+    hooks.insert(position, refuse_if_over)
     app.after_request(count_failure)
 
 

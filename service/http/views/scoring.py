@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import g
 from flask_smorest import Blueprint
 
+from service.config import Settings
 from service.domain.scorer import UnknownReferenceError
 from service.domain.workload import WorkLimitError, WorkLimits
 from service.http.admission import Deadline
@@ -109,7 +110,7 @@ def score(payload: dict):
     }
 
 
-def work_limits(settings) -> WorkLimits:
+def work_limits(settings: Settings) -> WorkLimits:
     """The sentence and token caps of ``settings``."""
     return WorkLimits(
         max_sentences_per_text=settings.max_sentences_per_text,
