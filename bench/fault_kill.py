@@ -57,7 +57,10 @@ from load_soak import (
     wait_for_workers,
 )
 
-THREADS_PER_WORKER = 4  # the gunicorn config's default (DISCOURSE_WORKER_THREADS)
+# The overload is scaled on 4 threads a worker, the gunicorn config's default until it became 32
+# (so that slow uploads cannot take every thread); 4 x 2 x 32 client threads would mostly measure
+# the client. Scoring threads beyond the cores only share them, so 32 clients still overload.
+THREADS_PER_WORKER = 4
 
 
 @dataclass

@@ -68,11 +68,26 @@ class Settings:
     # A file whose existence makes /readyz answer 503; the gunicorn config creates it on SIGTERM.
     draining_flag: Path | None = None
     # The settings below are read by the gunicorn config only (docs/operations.md explains each).
-    worker_threads: int = 4
+    worker_threads: int = 32
     worker_timeout: int = 30
     graceful_timeout: int = 20
     drain_seconds: float = 5.0
     max_requests: int = 10_000
+    # Bounded cost (docs/operations.md, "Bounded cost"): work caps, admission, deadline, slow bodies.
+    max_sentences_per_text: int = 5_000
+    max_tokens_per_text: int = 40_000
+    max_sentences_per_request: int = 50_000
+    max_tokens_per_request: int = 400_000
+    # Scoring requests with a body of at least this many bytes are "heavy": at most max_heavy_in_flight
+    # of them are parsed and scored at once per worker; more get a 503 at once.
+    heavy_request_bytes: int = 32_768
+    max_heavy_in_flight: int = 1
+    request_deadline: float = 10.0
+    # A request body must arrive within body_grace_seconds + its length / body_min_rate seconds.
+    body_min_rate: int = 50_000
+    body_grace_seconds: float = 10.0
+    characters_rate_limit: str = "20000000/minute"
+    auth_failure_limit: str = "20/minute"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +151,20 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}CORS_ORIGINS: '*' allows every origin, so it must be the only entry"
             )
+        for name in (
+            "max_sentences_per_text",
+            "max_tokens_per_text",
+            "max_sentences_per_request",
+            "max_tokens_per_request",
+            "heavy_request_bytes",
+            "max_heavy_in_flight",
+            "body_min_rate",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in ("request_deadline", "body_grace_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be more than 0 seconds")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some settings changed (for tests and the command line)."""
@@ -321,12 +350,14 @@ def _check_rate_limit(settings: Settings) -> None:
     from limits import parse_many
     from limits._storage_scheme import SCHEMES  # the schemes the limits library registers
 
-    try:
-        parse_many(settings.rate_limit)
-    except ValueError:
-        raise SettingsError(
-            f"{PREFIX}RATE_LIMIT={settings.rate_limit!r}: expected limits such as '120/minute;20/second'"
-        ) from None
+    for name in ("rate_limit", "characters_rate_limit", "auth_failure_limit"):
+        value = getattr(settings, name)
+        try:
+            parse_many(value)
+        except ValueError:
+            raise SettingsError(
+                f"{PREFIX}{name.upper()}={value!r}: expected limits such as '120/minute;20/second'"
+            ) from None
     uri = settings.rate_limit_storage
     scheme = uri.partition("://")[0] if "://" in uri else ""
     if scheme not in SCHEMES or scheme.startswith("async+"):

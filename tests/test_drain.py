@@ -33,6 +33,8 @@ def test_the_drain_survives_a_flag_that_cannot_be_created(gunicorn, tmp_path: Pa
         "DISCOURSE_DRAINING_FLAG": str(folder / "draining"),
         "DISCOURSE_DRAIN_SECONDS": "2",
         "DISCOURSE_RATE_LIMIT_ENABLED": "false",
+        # The body is a large request (admission control): let all three clients in at once.
+        "DISCOURSE_MAX_HEAVY_IN_FLIGHT": "3",
     }
     with contextlib.ExitStack() as stack, gunicorn(workers=2, env=env) as server:
         if obstacle == "folder removed":

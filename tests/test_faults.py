@@ -372,7 +372,7 @@ def test_a_killed_worker_costs_only_its_requests_in_flight(gunicorn) -> None:
 
 @pytest.mark.e2e
 def test_overload_queues_without_wrong_answers_and_recovers(gunicorn) -> None:
-    """48 clients against 2 workers x 4 threads: every answer right (200 or a 503 problem); quick again."""
+    """48 clients against 2 workers (2 cores): every answer right (200 or a 503 problem); quick again."""
     with gunicorn(workers=2, env=ENV) as server:
         crowd = start_clients(server, 48, pause=0.0, size_of=lambda n: 1 if n % 3 else 24)
         time.sleep(6.0)

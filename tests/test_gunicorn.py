@@ -61,7 +61,7 @@ def test_config_defaults(tmp_path: Path) -> None:
     assert values["bind"] == "0.0.0.0:8000"
     assert values["workers"] == 2
     assert values["worker_class"] == "gthread"
-    assert values["threads"] == 4
+    assert values["threads"] == 32
     assert (values["timeout"], values["graceful_timeout"]) == (30, 20)
     assert (values["max_requests"], values["max_requests_jitter"]) == (10_000, 1_000)
     assert values["preload_app"] is True

@@ -41,10 +41,13 @@ NORMAL = {"texts": [{"id": "a", "text": "NATO expansion threatens Russia."}, {"i
 OK_BODY = json.dumps(NORMAL).encode()
 # A server for this module: no rate limit (the cases are many), no drain (fast stop),
 # no worker recycling (so that "the same workers" means "none crashed").
+# 4 threads a worker (the default is 32), so that the slow-client cases below show what happens when
+# slow connections outnumber the threads with a dozen connections rather than seventy.
 SERVER_ENV = {
     "DISCOURSE_RATE_LIMIT_ENABLED": "false",
     "DISCOURSE_DRAIN_SECONDS": "0",
     "DISCOURSE_MAX_REQUESTS": "0",
+    "DISCOURSE_WORKER_THREADS": "4",
 }
 
 

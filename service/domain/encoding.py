@@ -28,6 +28,7 @@ from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from service.domain.lexicon import LEXICONS, NEGATING
 from service.domain.normalization import NormalizedText, normalize
 from service.domain.text import WORD_PATTERN, Span, split_sentences
+from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICONS)
 # Characters that separate the items of a keyword list.
@@ -331,7 +332,14 @@ class TextEncoder:
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, texts: Sequence[str | NormalizedText], *, claims: bool = False) -> EncodedTexts:
+    def encode(
+        self,
+        texts: Sequence[str | NormalizedText],
+        limits: WorkLimits | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
+        *,
+        claims: bool = False,
+    ) -> EncodedTexts:
         """Encode ``texts`` (any strings, including empty ones) in one batch.
 
         Strings are read as plain text through :func:`normalize`; pass
@@ -339,6 +347,13 @@ class TextEncoder:
         in the result index the normalised texts (``normalized[i].text``).
         With ``claims=True`` (claims and headlines: one statement each, often in
         title case) no sentence is taken for a keyword list; repeats still count once.
+
+        Sentences without a word token are left out of the per-sentence data (they
+        add nothing to any feature; the lead sentences still count them, so the
+        result is the same as if they were kept). Raises
+        :class:`~service.domain.workload.WorkLimitError` if the texts exceed
+        ``limits``, before any per-sentence array is built; ``checkpoint`` is
+        called every few texts and between steps, and may raise to stop.
         """
         cfg = self.config
         n_texts = len(texts)
@@ -352,15 +367,32 @@ class TextEncoder:
         tokens_per_sentence: list[int] = []
         sentence_owner: list[int] = []
         sentence_rank: list[int] = []
+        counter = WorkCounter(limits)
         for i, item in enumerate(normalized):
-            spans = split_sentences(item.text, cfg.max_sentence_chars)
-            all_sentences.append(spans)
+            if i % 16 == 0:
+                checkpoint()
+            kept: list[Span] = []
+            text_tokens = 0
+            text = item.text
+            # A text without a single word has no sentence to keep: not splitting it spares the
+            # cost of up to one span per two characters (". . . ." is all sentence ends).
+            spans = split_sentences(text, cfg.max_sentence_chars) if WORD_PATTERN.search(text) else []
             for rank, span in enumerate(spans):
-                ids = [lookup(tok, unknown) for tok in WORD_PATTERN.findall(span.text.lower())]
-                token_ids.extend(ids)
-                tokens_per_sentence.append(len(ids))
+                words = WORD_PATTERN.findall(span.text.lower())
+                if not words:
+                    continue
+                text_tokens += len(words)
+                kept.append(span)
+                if counter.over:  # only counting from here on: the call will be refused
+                    continue
+                token_ids.extend([lookup(tok, unknown) for tok in words])
+                tokens_per_sentence.append(len(words))
                 sentence_owner.append(i)
                 sentence_rank.append(rank)
+            counter.add_text(i, len(kept), text_tokens)
+            all_sentences.append([] if counter.over else kept)
+        counter.raise_if_over()
+        checkpoint()
 
         ids = np.asarray(token_ids, dtype=np.int64)
         per_sentence = np.asarray(tokens_per_sentence, dtype=np.int64)
@@ -524,7 +556,28 @@ class TextEncoder:
         self, texts: Sequence[str], rows: np.ndarray | None = None, n_rows: int | None = None
     ) -> sp.csr_matrix:
         """Hashed character n-gram counts: the same matrix as ``self._hasher.transform(texts)``,
-        with texts summed into ``rows`` when given (see :func:`hashed_char_wb_counts`)."""
+        with texts summed into ``rows`` (non-decreasing) when given (see
+        :func:`hashed_char_wb_counts`).
+
+        Computed over chunks of about ``CHAR_CHUNK`` characters, cut between output rows,
+        and stacked (rows are independent, so the matrix is the same): the temporary arrays
+        of the hashing grow with the chunk, not with the batch.
+        """
+        if rows is None:
+            rows, n_rows = np.arange(len(texts)), len(texts)
+        elif n_rows is None:
+            n_rows = int(rows[-1]) + 1 if len(rows) else 0
+        row_chars = np.bincount(rows, weights=[len(t) for t in texts], minlength=n_rows)
+        first_text = np.searchsorted(rows, np.arange(n_rows + 1))
+        parts = []
+        for first, end in char_chunks(row_chars.astype(np.int64).tolist()):
+            lo, hi = int(first_text[first]), int(first_text[end])
+            parts.append(self._char_counts_of(texts[lo:hi], rows[lo:hi] - first, end - first))
+        if not parts:
+            return sp.csr_matrix((n_rows, 2**self.config.char_hash_bits))
+        return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+
+    def _char_counts_of(self, texts: Sequence[str], rows: np.ndarray, n_rows: int) -> sp.csr_matrix:
         cfg = self.config
         size = 2**cfg.char_hash_bits
         try:
@@ -532,12 +585,7 @@ class TextEncoder:
                 texts, cfg.char_ngram_min, cfg.char_ngram_max, size, rows=rows, n_rows=n_rows
             )
         except UnicodeEncodeError:  # lone surrogates: let scikit-learn raise or cope as it does
-            counts = self._hasher.transform(texts).tocsr()
-            if rows is None:
-                return counts
-            return (
-                _owner_matrix(np.asarray(rows), n_rows if n_rows is not None else len(texts)) @ counts
-            ).tocsr()
+            return (_owner_matrix(np.asarray(rows), n_rows) @ self._hasher.transform(texts)).tocsr()
 
     def _presence(self, counts: sp.csr_matrix, share: np.ndarray | None) -> sp.csr_matrix:
         # A term met only in keyword lists is a partial presence.

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from service.domain.encoding import EncodedTexts, TextEncoder, cross
 from service.domain.references import PreparedReference
+from service.domain.workload import text_chunks
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,11 @@ def find_evidence(
 ) -> list[Evidence]:
     """Evidence for every text of ``texts`` against ``reference``.
 
-    One sparse product compares every sentence of the batch with every
-    passage of the reference, so the cost grows linearly with the total
-    length of the texts.
+    Sparse products compare every sentence of the batch with every passage
+    of the reference, so the cost grows linearly with the total length of
+    the texts; they run over chunks of sentences (:func:`best_passages`).
     """
-    sentence_sims = cross(texts.sentence_word, reference.body, "sentence_word")  # (S, P)
-    best_passage = sentence_sims.argmax(axis=1) if sentence_sims.size else np.zeros(0, dtype=int)
-    best_sim = sentence_sims.max(axis=1) if sentence_sims.size else np.zeros(0)
+    best_passage, best_sim = best_passages(texts, reference)
     # Contribution of each term to the word cosine: product of the two weights.
     contributions = texts.word.multiply(reference.body.word).tocsr()
 
@@ -70,6 +69,25 @@ def find_evidence(
         passages = _top_passages(texts, reference, i, lo, hi, best_passage, best_sim, max_passages)
         results.append(Evidence(passages, _top_terms(encoder, contributions, i, max_terms)))
     return results
+
+
+def best_passages(texts: EncodedTexts, reference: PreparedReference) -> tuple[np.ndarray, np.ndarray]:
+    """For each sentence of ``texts``: the index of its closest reference passage, and the cosine.
+
+    Computed chunk by chunk (:func:`~service.domain.workload.text_chunks`), so the
+    dense (sentences × passages) similarity never exists for the whole batch.
+    """
+    n_sentences = texts.sentence_word.shape[0]
+    best_passage = np.zeros(n_sentences, dtype=np.intp)
+    best_sim = np.zeros(n_sentences)
+    for _, _, lo, hi in text_chunks(texts.sentence_owner, len(texts)):
+        if hi <= lo:
+            continue
+        sims = cross(texts.sentence_word[lo:hi], reference.body, "sentence_word")  # (chunk, P)
+        if sims.size:
+            best_passage[lo:hi] = sims.argmax(axis=1)
+            best_sim[lo:hi] = sims.max(axis=1)
+    return best_passage, best_sim
 
 
 def _top_passages(

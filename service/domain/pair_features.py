@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from service.domain.encoding import LEXICON_NAMES, EncodedTexts, TextEncoder, cross
 from service.domain.stance import RELATED_LABELS
+from service.domain.workload import text_chunks
 
 _PAIR = (
     "cos_word",
@@ -72,11 +73,7 @@ def compute_pair_features(
     lead_cos = cross(texts.lead, claims, "word")
     negated = cross(texts.negated, claims, "terms") / np.maximum(claim_terms, 1.0)
 
-    sentence_cos = cross(texts.sentence_word, claims, "word")  # (S, K)
-    max_sentence = _max_by_owner(sentence_cos, texts.sentence_owner, n_texts)
-    near = _similarity_weighted_lexicon(
-        sentence_cos, texts.sentence_lexicon, texts.sentence_owner, n_texts
-    )  # (N, K, L)
+    max_sentence, near = sentence_level_features(texts, claims)  # (N, K), (N, K, L)
 
     in_claim = claims.lexicon[None, :, :]  # (1, K, L)
     contrast = np.stack(
@@ -104,6 +101,27 @@ def compute_pair_features(
         axis=-1,
     )
     return np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def sentence_level_features(texts: EncodedTexts, claims: EncodedTexts) -> tuple[np.ndarray, np.ndarray]:
+    """Per text and claim: the closest sentence's cosine (N, K) and the similarity-weighted
+    lexicon counts (N, K, L).
+
+    Computed over chunks of whole texts (:func:`~service.domain.workload.text_chunks`): the
+    (sentences × claims × lexicons) intermediate never exists for the whole batch, and as each
+    text's sentences stay in one chunk, every value is the same as computed in one piece.
+    """
+    n_texts, n_claims = len(texts), len(claims)
+    max_sentence = np.zeros((n_texts, n_claims))
+    near = np.zeros((n_texts, n_claims, texts.sentence_lexicon.shape[1]))
+    for first, end, lo, hi in text_chunks(texts.sentence_owner, n_texts):
+        sentence_cos = cross(texts.sentence_word[lo:hi], claims, "word")  # (chunk, K)
+        owner = texts.sentence_owner[lo:hi] - first
+        max_sentence[first:end] = _max_by_owner(sentence_cos, owner, end - first)
+        near[first:end] = _similarity_weighted_lexicon(
+            sentence_cos, texts.sentence_lexicon[lo:hi], owner, end - first
+        )
+    return max_sentence, near
 
 
 def _bm25_ceiling(encoder: TextEncoder, claims: EncodedTexts) -> np.ndarray:

@@ -14,6 +14,7 @@ from service.domain.normalization import NormalizedText, normalize
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
+from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
 
 MIN_WORDS = 8
 """Below this many words a text is flagged as too short to judge."""
@@ -129,6 +130,8 @@ class Scorer:
         explain: bool = False,
         *,
         formats: Sequence[str] | str = "text",
+        limits: WorkLimits | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> list[TextScore]:
         """Score ``texts`` (in one batch) against a reference; results follow input order.
 
@@ -144,6 +147,11 @@ class Scorer:
             Add :class:`Evidence` (offsets index the texts as sent).
         formats:
             ``"text"``, ``"html"`` or ``"markdown"``, for all texts or one per text.
+        limits:
+            Sentences and words allowed per text and per call (checked while
+            tokenising, before the costly steps); ``None``: no limit.
+        checkpoint:
+            Called between steps; raises to stop the work (a deadline, a client gone).
 
         Returns
         -------
@@ -154,6 +162,8 @@ class Scorer:
         ------
         UnknownReferenceError
             No reference has ``reference_id``.
+        WorkLimitError
+            The texts exceed ``limits``.
         ValueError
             ``ids`` or ``formats`` do not match ``texts`` in length, or an unknown format.
         """
@@ -172,8 +182,9 @@ class Scorer:
             t if isinstance(t, NormalizedText) else normalize(t, f)
             for t, f in zip(texts, formats, strict=True)
         ]
-        encoded = self.encoder.encode(normalized)
+        encoded = self.encoder.encode(normalized, limits, checkpoint)
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
+        checkpoint()
         languages = self.languages.identify([n.text for n in normalized])
         reference_language = reference.reference.metadata.get("language", "en")
         mismatch = [
@@ -190,6 +201,7 @@ class Scorer:
             reference.claim_vectors,
             self.stance_model.wording_scores(encoded.word),
         )
+        checkpoint()
         n_texts, n_claims, n_features = features.shape
         w = self.encoder.config.char_weight
         claim_similarity = np.clip(
@@ -208,7 +220,9 @@ class Scorer:
         overall_labels = self.stance_model.decide(overall)
         claim_labels = self.stance_model.decide(claim_probs.reshape(-1, len(STANCE_LABELS)))
         claim_labels = claim_labels.reshape(n_texts, n_claims)
+        checkpoint()
         evidence = find_evidence(self.encoder, encoded, reference) if explain else None
+        checkpoint()
 
         # Python lists for the per-text loop: indexing them is far cheaper than numpy scalars,
         # and every value (floats, argmax) is the same as read from the arrays.

@@ -17,18 +17,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import time
 from collections.abc import Mapping
 
 from apispec import BasePlugin
 from flask import Flask, Response, g, request
 from flask_cors import CORS
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from limits import parse
 from limits.errors import ConfigurationError
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import PREFIX, Settings, SettingsError, cors_origin, key_digests
+from service.http import observability
 from service.http.observability import METRICS_PATH, REQUEST_ID_HEADER
 from service.http.problems import Problem, problem_response
 
@@ -190,6 +194,20 @@ def rate_limit_key() -> str:
     return f"key:{key_id}" if key_id else f"addr:{get_remote_address()}"
 
 
+def request_cost() -> int:
+    """Cost of the current request for the characters limit: the characters it had scored.
+
+    flask-limiter calls this twice: before the request, to refuse one that would pass the
+    limit (the body's Content-Length stands in for its characters, which are not known
+    yet), and after the response, to deduct the real cost: the characters scored, or the
+    body's size for a request that was refused (it was read and checked all the same).
+    """
+    scored = getattr(g, "scored", None)
+    if scored is not None:
+        return max(1, int(scored["characters"]))
+    return max(1, request.content_length or 0)
+
+
 def _install_rate_limits(app: Flask, settings: Settings) -> None:
 
     # Registered before the limiter's own after_request hook, so it runs after it (Flask runs them in
@@ -228,6 +246,59 @@ def _install_rate_limits(app: Flask, settings: Settings) -> None:
         )
 
     app.extensions["discourse.limiter"] = limiter
+    _install_auth_failure_limit(app, limiter, settings)
+
+
+def _install_auth_failure_limit(app: Flask, limiter: Limiter, settings: Settings) -> None:
+    """Count 401 answers per client address; past ``auth_failure_limit`` refuse that address's
+    ``/v1`` requests with 429 until the window has passed, so keys cannot be guessed quickly.
+
+    Every request from the address is refused meanwhile, a valid key included: checking the
+    key would tell a guesser when a guess is right.
+    """
+    if not settings.rate_limit_enabled:
+        return
+    items = [parse(part) for part in settings.auth_failure_limit.split(";") if part.strip()]
+
+    def bucket() -> tuple[str, str, str]:
+        return ("discourse", "auth-failures", f"addr:{get_remote_address()}")
+
+    def refuse_if_over() -> Response | None:
+        if request.method == "OPTIONS" or not request.path.startswith(API_PREFIX):
+            return None
+        try:
+            over = [item for item in items if not limiter.limiter.test(item, *bucket())]
+        except Exception:  # storage unreachable: keep serving, as the other limits do
+            return None
+        if not over:
+            return None
+        reset = max(limiter.limiter.get_window_stats(item, *bucket()).reset_time for item in over)
+        return problem_response(
+            Problem(
+                "rate-limited",
+                f"Too many failed authentications from this address ({settings.auth_failure_limit}); "
+                "retry after the number of seconds in the Retry-After header.",
+                headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+            )
+        )
+
+    def count_failure(response: Response) -> Response:
+        if response.status_code == 401 and request.path.startswith(API_PREFIX):
+            try:
+                for item in items:
+                    limiter.limiter.hit(item, *bucket())
+            except Exception:  # storage unreachable: the failure goes uncounted
+                pass
+        return response
+
+    # Right after the request id and timer are set (the refusal is logged like any answer), before
+    # the key check and the request limits.
+    hooks = app.before_request_funcs.setdefault(None, [])
+    position = max(
+        (i + 1 for i, hook in enumerate(hooks) if hook.__module__ == observability.__name__), default=0
+    )
+    hooks.insert(position, refuse_if_over)
+    app.after_request(count_failure)
 
 
 def _limiter(app: Flask, settings: Settings) -> Limiter:
@@ -235,8 +306,18 @@ def _limiter(app: Flask, settings: Settings) -> Limiter:
     return Limiter(
         rate_limit_key,
         app=app,
-        # One budget shared by every /v1 route, rather than a separate budget per route.
-        application_limits=[settings.rate_limit],
+        # One budget shared by every /v1 route, rather than a separate budget per route; beside the
+        # request count, the characters submitted (see request_cost).
+        application_limits=[
+            settings.rate_limit,
+            ApplicationLimit(
+                settings.characters_rate_limit,
+                scope="characters",
+                cost=request_cost,
+                deduct_when=lambda response: True,
+                error_message=f"{settings.characters_rate_limit} characters",
+            ),
+        ],
         storage_uri=settings.rate_limit_storage,
         # Counts a rolling window approximately, without the burst of twice the limit that fixed
         # windows allow at a boundary; the memory, Redis and Memcached storages support it.

@@ -10,8 +10,9 @@ from werkzeug.exceptions import HTTPException
 from service import __version__
 from service.config import Settings
 from service.http import access, observability
+from service.http.admission import Admission
 from service.http.api import ProblemApi
-from service.http.body import check_json_body
+from service.http.body import check_json_body, init_admission
 from service.http.examples import document_examples
 from service.http.problems import Problem, problem_response
 from service.http.views import health, models, page, references, scoring
@@ -58,11 +59,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         API_SPEC_OPTIONS=_spec_options(settings, runtime),
     )
     app.extensions["discourse"] = {"settings": settings, "runtime": runtime}
+    # Per process: every gunicorn worker forked from the master gets its own slots.
+    app.extensions["discourse.admission"] = Admission(
+        settings.max_heavy_in_flight, settings.heavy_request_bytes
+    )
     app.json.sort_keys = False
 
     observability.init_app(app, settings, runtime)
     access.init_app(app, settings)
     app.before_request(check_json_body)
+    init_admission(app)
 
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [access.SecurityPlugin(settings)]})
     for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
@@ -90,8 +96,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 def _spec_options(settings: Settings, runtime: Runtime) -> dict:
     limits = (
         f"Limits: request body {settings.max_body_bytes} bytes, {settings.max_texts} texts per "
-        f"request, {settings.max_text_chars} characters per text. Nothing is truncated: a request "
-        "over a limit is refused whole (413 or 422)."
+        f"request, {settings.max_text_chars} characters per text; {settings.max_sentences_per_text} "
+        f"sentences and {settings.max_tokens_per_text} words per text, {settings.max_sentences_per_request} "
+        f"sentences and {settings.max_tokens_per_request} words per request (a sentence counts if it has "
+        "a word; a word is a run of two or more letters or digits). Nothing is truncated: a request "
+        "over a limit is refused whole (413 or 422). Requests of "
+        f"{settings.heavy_request_bytes} bytes or more are large: each worker scores at most "
+        f"{settings.max_heavy_in_flight} at once and answers more with 503 `overloaded` and Retry-After. "
+        f"Scoring stops after {settings.request_deadline:g} s with 503 `deadline-exceeded`."
     )
     return {
         "info": {
@@ -114,6 +126,14 @@ def _spec_options(settings: Settings, runtime: Runtime) -> dict:
             "max_body_bytes": settings.max_body_bytes,
             "max_texts": settings.max_texts,
             "max_text_chars": settings.max_text_chars,
+            "max_sentences_per_text": settings.max_sentences_per_text,
+            "max_tokens_per_text": settings.max_tokens_per_text,
+            "max_sentences_per_request": settings.max_sentences_per_request,
+            "max_tokens_per_request": settings.max_tokens_per_request,
+            "heavy_request_bytes": settings.heavy_request_bytes,
+            "max_heavy_in_flight": settings.max_heavy_in_flight,
+            "request_deadline_seconds": settings.request_deadline,
+            "characters_rate_limit": settings.characters_rate_limit,
         },
     }
 

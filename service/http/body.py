@@ -12,12 +12,15 @@ nesting too deep to parse).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
+import threading
 
 import numpy as np
-from flask import current_app, request
+from flask import Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service.http.problems import Problem
@@ -70,7 +73,20 @@ def check_json_body() -> None:
     if charset not in ("utf-8", "utf8"):
         raise Problem("unsupported-media-type", f"charset {charset!r} is not accepted; use UTF-8.")
     raw = read_body_within_limit()
+    # A large body waits for nothing: it gets a slot now, before parsing, or a 503 (and the slot is
+    # given back when the request ends: see init_admission).
+    if current_app.extensions["discourse.admission"].enter(len(raw)):
+        g.admitted = True
     _refuse_oversized_batch(parse_json_strictly(raw))
+
+
+def init_admission(app: Flask) -> None:
+    """Give back, when each request ends, the admission slot its body check took."""
+
+    @app.teardown_request
+    def _leave(_: BaseException | None) -> None:
+        if g.pop("admitted", False):
+            current_app.extensions["discourse.admission"].leave()
 
 
 def _refuse_oversized_batch(document: object) -> None:
@@ -85,6 +101,50 @@ def _refuse_oversized_batch(document: object) -> None:
         )
 
 
+class _BodyDeadline:
+    """Ends the read of a request body that arrives too slowly.
+
+    A slow upload holds a server thread while it crawls. Past the deadline the
+    socket's reading side is shut down, so the blocked read returns at once and
+    the client gets a 408 ``request-timeout`` (and the connection is closed).
+    """
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sock = sock
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.expired = True
+        with contextlib.suppress(OSError):  # already closed
+            self._sock.shutdown(socket.SHUT_RD)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def problem(self) -> Problem:
+        return Problem(
+            "request-timeout",
+            f"The request body did not arrive within {self.seconds:.0f} s (at least "
+            f"{current_app.extensions['discourse']['settings'].body_min_rate} bytes per second are needed).",
+        )
+
+
+def _body_deadline() -> _BodyDeadline | None:
+    """A deadline for reading this request's body, when the server gives access to its socket."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    settings = current_app.extensions["discourse"]["settings"]
+    length = request.content_length if request.content_length is not None else settings.max_body_bytes
+    return _BodyDeadline(
+        sock, settings.body_grace_seconds + min(length, settings.max_body_bytes) / settings.body_min_rate
+    )
+
+
 def read_body_within_limit() -> bytes:
     """The whole request body; 413 past ``MAX_CONTENT_LENGTH``, 400 if the server cannot read it.
 
@@ -92,7 +152,11 @@ def read_body_within_limit() -> bytes:
     without one (chunked) is read through a stream that stops *at* the limit without
     an error, which would silently truncate it: one more byte read from the server's
     own stream tells a body of exactly the limit from a longer one.
+
+    Under gunicorn the body must arrive within ``body_grace_seconds`` plus its
+    length divided by ``body_min_rate``: else 408 (see :class:`_BodyDeadline`).
     """
+    deadline = _body_deadline()
     try:
         raw = request.get_data(cache=True)
         limit = request.max_content_length
@@ -100,11 +164,20 @@ def read_body_within_limit() -> bytes:
         if at_limit and request.input_stream.read(1):
             raise RequestEntityTooLarge()
     except HTTPException:
+        if deadline is not None and deadline.expired:
+            raise deadline.problem() from None
         raise
     except Exception as error:  # the server's stream, e.g. gunicorn's InvalidChunkSize: the client's fault
+        if deadline is not None and deadline.expired:
+            raise deadline.problem() from None
         raise Problem(
             "malformed-request", f"The request body could not be read ({type(error).__name__})."
         ) from None
+    finally:
+        if deadline is not None:
+            deadline.cancel()
+    if deadline is not None and deadline.expired:
+        raise deadline.problem()
     return raw
 
 

@@ -48,6 +48,11 @@ try:
 except SettingsError as _error:
     _stop_on_bad_setting(str(_error))
 
+# Large requests must not leave workers at their peak size (service.http.admission explains how).
+from service.http.admission import tune_allocator  # noqa: E402 (ctypes and Flask only)
+
+tune_allocator()
+
 # --- State shared by the master and the workers: metrics files and the drain flag -------------------
 
 # A private directory for this server's lifetime. gunicorn calls on_exit only after a normal stop,
@@ -136,11 +141,19 @@ workers = _workers
 # gthread rather than sync. The GIL means threads add no scoring throughput, but with sync workers a
 # worker scoring a 256-text batch (seconds) cannot answer anything else: probes time out and the
 # orchestrator restarts or unroutes a healthy instance, and a slow client uploading a 2 MiB body
-# holds the whole worker. A few threads keep /livez, /readyz and /metrics answering, read slow
-# uploads without blocking the busy thread, and let keep-alive work. Few threads, because
-# concurrent batches in one worker only share its CPU (each gets slower).
+# holds the whole worker. Threads keep /livez, /readyz and /metrics answering and let keep-alive
+# work. A thread reading a slow upload is blocked on its socket, so many threads (32): a few slow
+# uploaders cannot take them all, and the app ends a body that crawls below DISCOURSE_BODY_MIN_RATE
+# (408). Threads cost no CPU or memory while they wait; what they could cost when busy is bounded
+# by the app's admission control (DISCOURSE_MAX_HEAVY_IN_FLIGHT large requests per worker).
 worker_class = "gthread"
 threads = _settings.worker_threads
+
+# A thread waiting for the GIL gets it only when the holder has run for the switch interval: with
+# the default 5 ms a small request sharing a worker with a large batch waits that long at every
+# hand-over (each NumPy call that releases the GIL, each socket operation), hundreds of ms in all.
+# 1 ms cuts that wait; the large batch loses little (its work is in long NumPy calls).
+sys.setswitchinterval(0.001)
 
 # With gthread this is a hang detector, not a request deadline: the worker's main loop heartbeats
 # while threads score, so only a process stuck as a whole (not a long batch) gets killed.

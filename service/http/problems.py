@@ -50,6 +50,11 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         ProblemType("request-header-too-large", 431, "Request header fields too large"),
         ProblemType("internal-error", 500, "Internal error", retry=True),
         ProblemType("not-ready", 503, "The service is not ready", retry=True),
+        ProblemType("request-timeout", 408, "The request body arrived too slowly", retry=True),
+        ProblemType("overloaded", 503, "Too many large requests in progress", retry=True),
+        ProblemType("deadline-exceeded", 503, "Scoring took longer than the deadline", retry=True),
+        # Never seen by the client (it has gone); recorded in the log and metrics, as nginx does.
+        ProblemType("client-closed-request", 499, "The client closed the connection"),
         ProblemType("bad-request", 400, "Bad request"),
     )
 }

@@ -5,8 +5,11 @@ from __future__ import annotations
 from flask import g
 from flask_smorest import Blueprint
 
+from service.config import Settings
 from service.domain.input_rules import assign_ids
 from service.domain.scorer import UnknownReferenceError
+from service.domain.workload import WorkLimitError, WorkLimits
+from service.http.admission import Deadline
 from service.http.examples import SCORE_REQUEST_EXAMPLE
 from service.http.problems import Problem
 from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
@@ -22,15 +25,23 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
 @documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
 @documents_access_problems(blp)
 @documents_problem(blp, 404, "Unknown reference id (unknown-reference).")
+@documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
 @documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
 @documents_problem(blp, 415, "Not application/json, or compressed.")
 @documents_problem(
     blp,
     422,
     "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
-    "too many texts, text too long, duplicate ids (validation-error; `errors` names each field).",
+    "too many texts, text too long, too many sentences or words per text or per request, duplicate "
+    "ids (validation-error; `errors` names each field, or `texts` for a per-request limit).",
 )
-@documents_problem(blp, 503, "Not ready (starting or draining).")
+@documents_problem(
+    blp,
+    503,
+    "Not ready (starting or draining: not-ready); this worker is already scoring its maximum of "
+    "large requests (overloaded); or scoring passed the request deadline and was stopped "
+    "(deadline-exceeded). Retry after the seconds in `Retry-After`.",
+)
 def score(payload: dict):
     """Score texts against a reference
 
@@ -78,18 +89,30 @@ def score_request(payload: dict) -> dict:
         ) from None
     # The schema has already refused repeated given ids; defaults never collide with them.
     ids = assign_ids([item.get("id") for item in texts])
-    results = runtime.scorer.score(
-        [item["text"] for item in texts],
-        ids=ids,
-        reference_id=reference.id,
-        explain=payload["explain"],
-        formats=[item["format"] for item in texts],
-    )
+    characters = sum(len(item["text"]) for item in texts)
+    # Admission: a large request got its slot in the body check, before its JSON was parsed.
+    try:
+        results = runtime.scorer.score(
+            [item["text"] for item in texts],
+            ids=ids,
+            reference_id=reference.id,
+            explain=payload["explain"],
+            formats=[item["format"] for item in texts],
+            limits=work_limits(settings),
+            checkpoint=Deadline(settings.request_deadline),
+        )
+    except WorkLimitError as error:
+        fields = ", ".join(sorted({v.field for v in error.violations}))
+        raise Problem(
+            "validation-error",
+            f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
+            errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
+        ) from None
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
         "reference": reference.id,
         "texts": len(texts),
-        "characters": sum(len(item["text"]) for item in texts),
+        "characters": characters,
         "results": results,
     }
     return {
@@ -97,3 +120,13 @@ def score_request(payload: dict) -> dict:
         "model": {"id": runtime.model.model_id, "version": runtime.model.version},
         "results": results,
     }
+
+
+def work_limits(settings: Settings) -> WorkLimits:
+    """The sentence and token caps of ``settings``."""
+    return WorkLimits(
+        max_sentences_per_text=settings.max_sentences_per_text,
+        max_tokens_per_text=settings.max_tokens_per_text,
+        max_sentences_per_request=settings.max_sentences_per_request,
+        max_tokens_per_request=settings.max_tokens_per_request,
+    )

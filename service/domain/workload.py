@@ -1,0 +1,164 @@
+"""Bounds on the work one scoring call may do: sentence and token caps, chunks, checkpoints.
+
+A request's byte size says little about its cost: two megabytes of ``". "`` are a
+million sentences. The encoder counts sentences (with at least one word) and word
+tokens per text and per call while it tokenises, and refuses a call over
+:class:`WorkLimits` with :class:`WorkLimitError` before it builds any per-sentence
+array. Per-sentence features are then computed in chunks of whole texts of at most
+:data:`SENTENCE_CHUNK_ROWS` sentences (plus one text), so their memory does not grow
+with the batch. A ``checkpoint`` callable, called between stages, lets the caller stop
+the work (a deadline, a client gone) by raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+Checkpoint = Callable[[], None]
+"""Called between scoring stages; raises (any exception) to stop the work."""
+
+SENTENCE_CHUNK_ROWS = 4096
+"""Sentences per chunk of per-sentence work (a chunk holds whole texts; a larger text is one chunk)."""
+
+CHAR_CHUNK = 256 * 1024
+"""Characters per chunk of character n-gram hashing (a longer text is one chunk by itself)."""
+
+
+def no_checkpoint() -> None:
+    """The default checkpoint: never stops the work."""
+
+
+@dataclass(frozen=True)
+class WorkLimits:
+    """Most sentences (with at least one word) and word tokens per text and per call."""
+
+    max_sentences_per_text: int = 5_000
+    max_tokens_per_text: int = 40_000
+    max_sentences_per_request: int = 50_000
+    max_tokens_per_request: int = 400_000
+
+
+@dataclass(frozen=True)
+class LimitViolation:
+    """One limit exceeded: ``field`` is ``texts.<i>.text`` or ``texts``; ``limit`` the limit's name."""
+
+    field: str
+    limit: str
+    message: str
+
+
+class WorkLimitError(ValueError):
+    """A call exceeds :class:`WorkLimits`; ``violations`` name each limit and text."""
+
+    def __init__(self, violations: list[LimitViolation]) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.message}" for v in violations))
+        self.violations = tuple(violations)
+
+
+class WorkCounter:
+    """Counts sentences and tokens text by text and notes every limit exceeded.
+
+    Once a limit is exceeded the caller stops storing per-sentence data
+    (``over`` is True) and only keeps counting, so that the error can name every
+    text over its own limits while memory stays bounded.
+    """
+
+    def __init__(self, limits: WorkLimits | None) -> None:
+        self.limits = limits
+        self.sentences = 0
+        self.tokens = 0
+        self.violations: list[LimitViolation] = []
+        self._request_noted = False
+
+    @property
+    def over(self) -> bool:
+        """True once any limit is exceeded."""
+        return bool(self.violations)
+
+    def add_text(self, index: int, sentences: int, tokens: int) -> None:
+        """Count text ``index`` with ``sentences`` sentences and ``tokens`` tokens."""
+        self.sentences += sentences
+        self.tokens += tokens
+        limits = self.limits
+        if limits is None:
+            return
+        field = f"texts.{index}.text"
+        if sentences > limits.max_sentences_per_text:
+            self.violations.append(
+                LimitViolation(
+                    field,
+                    "max_sentences_per_text",
+                    f"At most {limits.max_sentences_per_text} sentences per text (this one has {sentences}).",
+                )
+            )
+        if tokens > limits.max_tokens_per_text:
+            self.violations.append(
+                LimitViolation(
+                    field,
+                    "max_tokens_per_text",
+                    f"At most {limits.max_tokens_per_text} words per text (this one has {tokens}).",
+                )
+            )
+        if self._request_noted:
+            return
+        if self.sentences > limits.max_sentences_per_request:
+            self._request_noted = True
+            self.violations.append(
+                LimitViolation(
+                    "texts",
+                    "max_sentences_per_request",
+                    f"At most {limits.max_sentences_per_request} sentences per request "
+                    f"(over it by text {index}).",
+                )
+            )
+        elif self.tokens > limits.max_tokens_per_request:
+            self._request_noted = True
+            self.violations.append(
+                LimitViolation(
+                    "texts",
+                    "max_tokens_per_request",
+                    f"At most {limits.max_tokens_per_request} words per request (over it by text {index}).",
+                )
+            )
+
+    def raise_if_over(self) -> None:
+        """Raise :class:`WorkLimitError` if any limit was exceeded."""
+        if self.violations:
+            raise WorkLimitError(self.violations)
+
+
+def text_chunks(
+    owner: np.ndarray, n_texts: int, rows: int | None = None
+) -> Iterator[tuple[int, int, int, int]]:
+    """Chunks of whole texts: ``(first_text, end_text, first_sentence, end_sentence)``.
+
+    ``owner`` (non-decreasing) gives each sentence's text. Each chunk ends at the
+    first text boundary at or after ``rows`` sentences, so a text's sentences are
+    never split between chunks and per-text reductions stay exactly as unchunked.
+    ``rows`` defaults to :data:`SENTENCE_CHUNK_ROWS`.
+    """
+    rows = SENTENCE_CHUNK_ROWS if rows is None else rows
+    starts = np.searchsorted(owner, np.arange(n_texts + 1))
+    first = 0
+    while first < n_texts:
+        end = int(np.searchsorted(starts, starts[first] + rows, side="left"))
+        end = min(max(end, first + 1), n_texts)
+        yield first, end, int(starts[first]), int(starts[end])
+        first = end
+
+
+def char_chunks(lengths: list[int], chars: int | None = None) -> Iterator[tuple[int, int]]:
+    """Ranges ``(start, end)`` of consecutive texts of at most ``chars`` characters together
+    (a longer text is a range by itself); ``chars`` defaults to :data:`CHAR_CHUNK`."""
+    chars = CHAR_CHUNK if chars is None else chars
+    start, total = 0, 0
+    for i, length in enumerate(lengths):
+        if i > start and total + length > chars:
+            yield start, i
+            start, total = i, 0
+        total += length
+    if start < len(lengths) or not lengths:
+        yield start, len(lengths)
