@@ -8,51 +8,27 @@ and Try it out got 401 even after Authorize.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
+from tests.browser import chromium, chromium_available
+
 KEY = "docs-test-key-0123456789abcdef"
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None or CHROMEDRIVER is None, reason="needs chromium and chromium-driver (apt)"
-    ),
+    pytest.mark.skipif(not chromium_available(), reason="needs chromium and chromium-driver (apt)"),
 ]
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+def browser() -> Iterator[object]:
+    """The shared headless Chromium of the browser tests (tests/browser.py)."""
+    with chromium(width=1400) as driver:
+        driver.set_page_load_timeout(60)
         yield driver
-    finally:
-        driver.quit()
 
 
 def _execute_score(driver, wait) -> str:
