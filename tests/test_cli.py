@@ -315,6 +315,28 @@ def test_score_jsonl_matches_the_api(tmp_path: Path, client, capsys: pytest.Capt
     assert (tmp_path / "results.errors.jsonl").read_text(encoding="utf-8") == ""  # none rejected
 
 
+def test_score_reads_html_as_markup_with_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    html = "<p>NATO <b>expansion</b> is a threat to Russia&#8217;s security.</p><p>The order failed.</p>"
+    plain = "NATO expansion is a threat to Russia's security.\n\nThe order failed."
+    source = tmp_path / "texts.jsonl"
+    source.write_text(json.dumps({"id": "h", "text": html}) + "\n", encoding="utf-8")
+    plain_source = tmp_path / "plain.jsonl"
+    plain_source.write_text(json.dumps({"id": "h", "text": plain}) + "\n", encoding="utf-8")
+    results = {}
+    for name, path, extra in (
+        ("html", source, ["--format", "html"]),
+        ("text", source, []),
+        ("plain", plain_source, []),
+    ):
+        out = tmp_path / f"{name}-results.jsonl"
+        status, _, err = run(["score", str(path), "--out", str(out), *extra], capsys)
+        assert status == 0, err
+        (results[name],) = read_jsonl(out)
+    assert results["html"]["similarity"] == results["plain"]["similarity"]
+    assert results["html"]["stance"] == results["plain"]["stance"]
+    assert results["text"]["warnings"][0]["code"] == "markup_detected"
+
+
 def test_score_csv_to_stdout_matches_the_api(
     tmp_path: Path, client, capsys: pytest.CaptureFixture[str]
 ) -> None:
