@@ -367,6 +367,11 @@ class TextEncoder:
         tokens_per_sentence: list[int] = []
         sentence_owner: list[int] = []
         sentence_rank: list[int] = []
+        # Character n-grams come from every sentence, with words or not (its punctuation and
+        # symbols are characters of the text): the pieces, their text and their sentence (-1: none).
+        char_texts: list[str] = []
+        char_owner: list[int] = []
+        char_sentence: list[int] = []
         counter = WorkCounter(limits)
         for i, item in enumerate(normalized):
             if i % 16 == 0:
@@ -375,16 +380,26 @@ class TextEncoder:
             text_tokens = 0
             text = item.text
             # A text without a single word has no sentence to keep: not splitting it spares the
-            # cost of up to one span per two characters (". . . ." is all sentence ends).
+            # cost of up to one span per two characters (". . . ." is all sentence ends); its
+            # characters are hashed as one piece.
             spans = split_sentences(text, cfg.max_sentence_chars) if WORD_PATTERN.search(text) else []
+            if not spans and not text.isspace() and text and not counter.over:
+                char_texts.append(text)
+                char_owner.append(i)
+                char_sentence.append(-1)
             for rank, span in enumerate(spans):
                 words = WORD_PATTERN.findall(span.text.lower())
+                if counter.over:  # only counting from here on: the call will be refused
+                    text_tokens += len(words)
+                    kept += [span] if words else []
+                    continue
+                char_texts.append(span.text)
+                char_owner.append(i)
+                char_sentence.append(len(tokens_per_sentence) if words else -1)
                 if not words:
                     continue
                 text_tokens += len(words)
                 kept.append(span)
-                if counter.over:  # only counting from here on: the call will be refused
-                    continue
                 token_ids.extend([lookup(tok, unknown) for tok in words])
                 tokens_per_sentence.append(len(words))
                 sentence_owner.append(i)
@@ -433,12 +448,20 @@ class TextEncoder:
         lexicon = (owner_matrix if owner_weighted is None else owner_weighted) @ sentence_lexicon
         lead_lexicon = lead_owner @ sentence_lexicon[lead_rows]
 
+        pieces_owner = np.asarray(char_owner, dtype=np.int64)
         if weighted:
-            sentence_chars = self._char_counts(sentence_texts)
-            char_counts = (owner_matrix @ sentence_chars).tocsr()
-            char_share = _share(owner_weighted, sentence_chars, char_counts)
+            # Pieces without words weigh 1 and are kept; the others as their sentence.
+            sentence_of = np.asarray(char_sentence, dtype=np.int64)
+            has_words = sentence_of >= 0
+            piece_weights = np.ones(len(sentence_of))
+            piece_weights[has_words] = weights[sentence_of[has_words]]
+            piece_kept = np.ones(len(sentence_of))
+            piece_kept[has_words] = ~repeated[sentence_of[has_words]]
+            piece_chars = self._char_counts(char_texts)
+            char_counts = (_owner_matrix(pieces_owner, n_texts, piece_kept) @ piece_chars).tocsr()
+            char_share = _share(_owner_matrix(pieces_owner, n_texts, piece_weights), piece_chars, char_counts)
         else:  # the same sums, counted straight into text rows
-            char_counts, char_share = self._char_counts(sentence_texts, owner, n_texts), None
+            char_counts, char_share = self._char_counts(char_texts, pieces_owner, n_texts), None
 
         return EncodedTexts(
             word=self._tfidf(counts, share),
