@@ -221,14 +221,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def procfile_command() -> list[str]:
-    """The Procfile's ``web:`` command, with ``gunicorn`` taken from this interpreter's venv."""
-    for line in (REPO / "Procfile").read_text().splitlines():
+def procfile_command(repo: Path = REPO) -> list[str]:
+    """The ``web:`` command of ``repo``'s Procfile, its program taken from this interpreter's venv."""
+    for line in (repo / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
             command = shlex.split(line[len("web:") :].strip())
             command[0] = str(Path(sys.executable).with_name(command[0]))
             return command
-    raise RuntimeError("Procfile has no web: line")
+    raise RuntimeError(f"{repo}/Procfile has no web: line")
 
 
 # Settings for every benchmark server: loopback only (GUNICORN_CMD_ARGS overrides the config's

@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import signal
 import socket
 import statistics
@@ -47,7 +46,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -55,7 +53,9 @@ import requests
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-from corpus import make_texts  # noqa: E402 (bench/ is not a package)
+from common import free_port, procfile_command  # noqa: E402 (bench/ is not a package)
+from corpus import make_texts  # noqa: E402
+from load_soak import Server  # noqa: E402 (the running server, as the soak test knows it)
 
 HOST = "127.0.0.1"
 SINGLE = {
@@ -102,44 +102,12 @@ def bodies(limits: dict) -> dict[str, bytes]:
 # -- the server ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def workers(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.process.pid).children()
-        except psutil.NoSuchProcess:
-            return []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _command(repo: Path) -> list[str]:
-    for line in (repo / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            command = shlex.split(line[len("web:") :].strip())
-            command[0] = str(Path(sys.executable).with_name(command[0]))
-            return command
-    raise SystemExit(f"{repo}/Procfile has no web: line")
-
-
 @contextlib.contextmanager
 def server(
     repo: Path, workers: int = 2, cgroup: Path | None = None, env: dict | None = None
 ) -> Iterator[Server]:
     """The Procfile command of ``repo`` on a free loopback port (inside ``cgroup`` if given)."""
-    port = _free_port()
+    port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="hostile-cost-")) / "server.log"
     full_env = {
         **os.environ,
@@ -159,7 +127,7 @@ def server(
 
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            _command(repo),
+            procfile_command(repo),
             cwd=repo,
             env=full_env,
             stdout=log,
@@ -173,7 +141,7 @@ def server(
             if process.poll() is not None:
                 raise SystemExit(f"server exited: {log_path.read_text()[-2000:]}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(srv.url + "/readyz", timeout=1).status_code == 200:
+                if requests.get(srv.base_url + "/readyz", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise SystemExit("server not ready after 60 s")
@@ -253,9 +221,9 @@ def run_cost(repo: Path, kinds: list[str], repeats: int) -> list[dict]:
     rows = []
     with server(repo, workers=1) as srv:
         worker = srv.workers()[0]
-        limits = requests.get(srv.url + "/openapi.json", timeout=5).json().get("x-limits", {})
+        limits = requests.get(srv.base_url + "/openapi.json", timeout=5).json().get("x-limits", {})
         all_bodies = bodies(limits)
-        requests.post(srv.url + "/v1/score", json=SINGLE, timeout=10)  # warm
+        requests.post(srv.base_url + "/v1/score", json=SINGLE, timeout=10)  # warm
         idle = worker.memory_info().rss
         for kind in kinds:
             if kind not in all_bodies:
@@ -263,7 +231,7 @@ def run_cost(repo: Path, kinds: list[str], repeats: int) -> list[dict]:
             for attempt in range(repeats):
                 before_cpu = _cpu(worker)
                 with RssSampler(worker) as sampler:
-                    status, latency = _post(srv.url, all_bodies[kind], timeout=120)
+                    status, latency = _post(srv.base_url, all_bodies[kind], timeout=120)
                 cpu = _cpu(worker) - before_cpu
                 time.sleep(2)
                 row = {
@@ -283,7 +251,7 @@ def run_cost(repo: Path, kinds: list[str], repeats: int) -> list[dict]:
         # Clients that give up after 0.3 s: how much CPU do their requests still cost?
         heavy = all_bodies["capped"] if "capped" in all_bodies else all_bodies["dots"]
         before_cpu = _cpu(worker)
-        statuses = [_post(srv.url, heavy, timeout=0.3)[0] for _ in range(6)]
+        statuses = [_post(srv.base_url, heavy, timeout=0.3)[0] for _ in range(6)]
         stop = time.monotonic() + 60
         last = -1.0
         while time.monotonic() < stop:  # until the worker stops spending CPU
@@ -309,11 +277,11 @@ def run_cost(repo: Path, kinds: list[str], repeats: int) -> list[dict]:
 def run_interference(repo: Path, levels: list[int], seconds: float, kind: str, wait: bool) -> list[dict]:
     rows = []
     with server(repo) as srv:
-        limits = requests.get(srv.url + "/openapi.json", timeout=5).json().get("x-limits", {})
+        limits = requests.get(srv.base_url + "/openapi.json", timeout=5).json().get("x-limits", {})
         body = bodies(limits)[kind]
         idle: list[float] = []
         for _ in range(50):
-            idle.append(_post(srv.url, json.dumps(SINGLE).encode(), 30)[1])
+            idle.append(_post(srv.base_url, json.dumps(SINGLE).encode(), 30)[1])
             time.sleep(0.02)
         rows.append({"section": "interference", "k": 0, "single": _quantiles(idle)})
         print(json.dumps(rows[-1]), flush=True)
@@ -325,7 +293,7 @@ def run_interference(repo: Path, levels: list[int], seconds: float, kind: str, w
                 for _ in range(200):  # bounded in count as well as time
                     if time.monotonic() > stop:
                         return
-                    status, latency = _post(srv.url, body, timeout=90)
+                    status, latency = _post(srv.base_url, body, timeout=90)
                     heavy.append((status, latency))
                     if wait and status == 503:  # as a client should: wait as told (2 s)
                         time.sleep(2)
@@ -336,7 +304,7 @@ def run_interference(repo: Path, levels: list[int], seconds: float, kind: str, w
             single: list[float] = []
             failures: Counter = Counter()
             while time.monotonic() < stop:
-                status, latency = _post(srv.url, json.dumps(SINGLE).encode(), 30)
+                status, latency = _post(srv.base_url, json.dumps(SINGLE).encode(), 30)
                 if status == 200:
                     single.append(latency)
                 else:
@@ -385,17 +353,19 @@ def run_memlimit(repo: Path, levels: list[int], cgroup_root: Path, kind: str) ->
             cgroup = _make_cgroup(cgroup_root, 2**30)
             try:
                 with server(repo, cgroup=cgroup) as srv:
-                    limits = requests.get(srv.url + "/openapi.json", timeout=5).json().get("x-limits", {})
+                    limits = (
+                        requests.get(srv.base_url + "/openapi.json", timeout=5).json().get("x-limits", {})
+                    )
                     body = bodies(limits)[body_kind]
                     master = srv.process.pid
                     workers_before = {p.pid for p in srv.workers()}
                     (cgroup / "memory.max_usage_in_bytes").write_text("0")
                     idle_usage = int((cgroup / "memory.usage_in_bytes").read_text())
                     with ThreadPoolExecutor(n) as pool:
-                        futures = [pool.submit(_post, srv.url, body, 120) for _ in range(n)]
+                        futures = [pool.submit(_post, srv.base_url, body, 120) for _ in range(n)]
                         results = [f.result() for f in futures]
                     time.sleep(1)
-                    answers = _post(srv.url, json.dumps(SINGLE).encode(), 10)[0]
+                    answers = _post(srv.base_url, json.dumps(SINGLE).encode(), 10)[0]
                     row = {
                         "section": "memlimit",
                         "kind": body_kind,
@@ -458,11 +428,13 @@ def run_slow(repo: Path, levels: list[int], seconds: float) -> list[dict]:
                     try:
                         if name == "score":
                             ok = (
-                                requests.post(srv.url + "/v1/score", json=SINGLE, timeout=target).status_code
+                                requests.post(
+                                    srv.base_url + "/v1/score", json=SINGLE, timeout=target
+                                ).status_code
                                 == 200
                             )
                         else:
-                            ok = requests.get(f"{srv.url}/{name}", timeout=target).status_code == 200
+                            ok = requests.get(f"{srv.base_url}/{name}", timeout=target).status_code == 200
                     except requests.RequestException:
                         ok = False
                     elapsed = time.monotonic() - started
