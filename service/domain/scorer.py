@@ -9,7 +9,7 @@ import numpy as np
 
 from service.domain.encoding import TextEncoder
 from service.domain.evidence import Evidence, find_evidence
-from service.domain.language import Language, LanguageIdentifier
+from service.domain.language import Language, LanguageIdentifier, shared_identifier
 from service.domain.normalization import NormalizedText, normalize
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
@@ -104,7 +104,7 @@ class Scorer:
         if default_reference not in references:
             raise UnknownReferenceError(default_reference)
         self.encoder = encoder
-        self.languages = language_identifier or LanguageIdentifier()
+        self.languages = language_identifier or shared_identifier()
         self.stance_model = stance_model
         self.references = dict(references)
         self.default_reference = default_reference
