@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from service.domain.errors import DiscourseError
+
 PREFIX = "DISCOURSE_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "fnc1-stance"
@@ -30,7 +32,7 @@ MIN_KEY_CHARS = 16
 _SHA256_HEX_LENGTH = 64
 
 
-class SettingsError(ValueError):
+class SettingsError(DiscourseError, ValueError):
     """An environment variable has a value that cannot be used; the message names it."""
 
 

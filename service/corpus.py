@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from service.domain.errors import DiscourseError
 from service.textfiles import (
     IdIndex,
     ReadOptions,
@@ -44,7 +45,7 @@ MANIFEST_FORMAT = 1
 _HASH_CHUNK = 1 << 20
 
 
-class CorpusError(ValueError):
+class CorpusError(DiscourseError, ValueError):
     """The inputs or the output folder of a partitioned run cannot be used; the message says why."""
 
 

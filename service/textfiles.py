@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from service.domain import input_rules
+from service.domain.errors import DiscourseError
 
 FORMATS = ("jsonl", "csv", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -41,7 +42,7 @@ _BOM = b"\xef\xbb\xbf"
 _MISSING = "Missing data for required field."
 
 
-class TextFileError(ValueError):
+class TextFileError(DiscourseError, ValueError):
     """A whole file cannot be read (no text column, not the format, …); the message says why.
 
     The command line prefixes the file's name.

@@ -13,6 +13,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
 from service.config import Settings
+from service.domain.errors import DiscourseError
 from service.domain.stance import STANCE_LABELS
 from service.http.app import create_app
 from service.runtime import Runtime, load_runtime
@@ -375,7 +376,15 @@ def test_get_one_reference_with_its_text(client: FlaskClient, spec: dict, runtim
 
 
 def test_unknown_reference_id_is_404(client: FlaskClient, spec: dict) -> None:
-    assert_problem(client.get("/v1/references/no-such-reference"), 404, "unknown-reference", spec)
+    by_path = assert_problem(client.get("/v1/references/no-such-reference"), 404, "unknown-reference", spec)
+    in_body = assert_problem(
+        post_json(client, {"texts": [{"text": ON_TOPIC}], "reference": "no-such-reference"}),
+        404,
+        "unknown-reference",
+    )
+    # One mapping from the error to its problem, whichever way the id came.
+    for key in ("type", "title", "status", "detail", "errors"):
+        assert by_path[key] == in_body[key]
 
 
 def test_models_lists_the_loaded_card(client: FlaskClient, spec: dict, runtime: Runtime) -> None:
@@ -447,6 +456,20 @@ def test_unexpected_errors_are_500_problems_without_details(runtime: Runtime, mo
     response = app.test_client().post("/v1/score", json={"texts": [{"text": "NATO"}]})
     body = assert_problem(response, 500, "internal-error")
     assert "secret" not in response.get_data(as_text=True)
+    assert body["detail"] == "An unexpected error occurred; it was logged."
+
+
+def test_a_user_error_outside_the_problem_table_is_still_a_500(runtime: Runtime, monkeypatch) -> None:
+    """Only the table's errors become 4xx problems: a DiscourseError raised in the HTTP layer is a bug."""
+    app: Flask = create_app(Settings(rate_limit_enabled=False), runtime=runtime)
+
+    def refuse(*_args, **_kwargs):
+        raise DiscourseError("DISCOURSE_SOMETHING is wrong")
+
+    monkeypatch.setattr(runtime.scorer, "score", refuse)
+    response = app.test_client().post("/v1/score", json={"texts": [{"text": "NATO"}]})
+    body = assert_problem(response, 500, "internal-error")
+    assert "DISCOURSE_SOMETHING" not in response.get_data(as_text=True)
     assert body["detail"] == "An unexpected error occurred; it was logged."
 
 

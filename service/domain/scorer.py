@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.domain.encoding import TextEncoder
+from service.domain.errors import DiscourseError
 from service.domain.evidence import Evidence, find_evidence
 from service.domain.language import Language, LanguageIdentifier, shared_identifier
 from service.domain.normalization import NormalizedText, normalize
@@ -76,7 +77,7 @@ class TextScore:
     evidence: Evidence | None = None
 
 
-class UnknownReferenceError(KeyError):
+class UnknownReferenceError(DiscourseError, KeyError):
     """No reference has the requested id."""
 
     def __init__(self, reference_id: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException
 
 from service import __version__
 from service.config import Settings
@@ -14,7 +13,7 @@ from service.http.admission import Admission
 from service.http.api import ProblemApi
 from service.http.body import check_json_body, init_admission
 from service.http.examples import document_examples
-from service.http.problems import Problem, problem_response
+from service.http.problems import error_response
 from service.http.views import health, models, page, references, scoring
 from service.runtime import Runtime, load_runtime
 
@@ -78,17 +77,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(page.blp)
     _register_docs_assets(app)
 
-    @app.errorhandler(Problem)
-    def _problem(problem: Problem):
-        return problem_response(problem)
-
-    @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
-        if isinstance(error, HTTPException):
-            return api.handle_http_exception(error)
-        # Logged with the traceback for operators; the client sees no detail.
-        log.exception("unhandled error")
-        return problem_response(Problem("internal-error", "An unexpected error occurred; it was logged."))
+    # The one path from an exception to its response (the page's routes render the same problems as HTML).
+    app.register_error_handler(Exception, error_response)
 
     return app
 

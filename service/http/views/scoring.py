@@ -7,8 +7,7 @@ from flask_smorest import Blueprint
 
 from service.config import Settings
 from service.domain.input_rules import assign_ids
-from service.domain.scorer import UnknownReferenceError
-from service.domain.workload import WorkLimitError, WorkLimits
+from service.domain.workload import WorkLimits
 from service.http.admission import Deadline
 from service.http.examples import SCORE_REQUEST_EXAMPLE
 from service.http.problems import Problem
@@ -58,7 +57,8 @@ def score_request(payload: dict) -> dict:
     """Score a request loaded by :class:`ScoreRequestSchema`: the API and the web page both call this.
 
     Returns the response document (before :class:`ScoreResponseSchema` dumps it). Raises
-    :class:`Problem` (``validation-error`` over the limits, ``unknown-reference``).
+    :class:`Problem` (``validation-error`` over the limits), :class:`UnknownReferenceError` and
+    :class:`WorkLimitError` (answered through :data:`service.http.problems.PROBLEM_OF`).
     """
     settings = current_settings()
     texts = payload["texts"]
@@ -79,35 +79,20 @@ def score_request(payload: dict) -> dict:
         raise Problem("validation-error", f"Over the limits: {fields}.", errors=errors)
 
     runtime = current_runtime()
-    try:
-        reference = runtime.scorer.reference(payload.get("reference"))
-    except UnknownReferenceError as error:
-        raise Problem(
-            "unknown-reference",
-            f"{error}; GET /v1/references lists the available ones.",
-            errors=[{"field": "reference", "message": str(error)}],
-        ) from None
+    reference = runtime.scorer.reference(payload.get("reference"))
     # The schema has already refused repeated given ids; defaults never collide with them.
     ids = assign_ids([item.get("id") for item in texts])
     characters = sum(len(item["text"]) for item in texts)
     # Admission: a large request got its slot in the body check, before its JSON was parsed.
-    try:
-        results = runtime.scorer.score(
-            [item["text"] for item in texts],
-            ids=ids,
-            reference_id=reference.id,
-            explain=payload["explain"],
-            formats=[item["format"] for item in texts],
-            limits=work_limits(settings),
-            checkpoint=Deadline(settings.request_deadline),
-        )
-    except WorkLimitError as error:
-        fields = ", ".join(sorted({v.field for v in error.violations}))
-        raise Problem(
-            "validation-error",
-            f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
-            errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
-        ) from None
+    results = runtime.scorer.score(
+        [item["text"] for item in texts],
+        ids=ids,
+        reference_id=reference.id,
+        explain=payload["explain"],
+        formats=[item["format"] for item in texts],
+        limits=work_limits(settings),
+        checkpoint=Deadline(settings.request_deadline),
+    )
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
         "reference": reference.id,
