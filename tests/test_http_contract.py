@@ -313,6 +313,7 @@ def test_too_many_texts_is_422_on_texts(limited: FlaskClient, spec: dict) -> Non
     )
     assert error_fields(body) == {"texts"}
     assert str(MAX_TEXTS) in body["errors"][0]["message"]
+    assert body["detail"] == f"Over the limits: texts ({MAX_TEXTS + 1} given)."
 
 
 def test_too_long_texts_are_422_naming_each_one(limited: FlaskClient, spec: dict) -> None:
@@ -322,6 +323,7 @@ def test_too_long_texts_are_422_naming_each_one(limited: FlaskClient, spec: dict
     body = assert_problem(post_json(limited, {"texts": texts}), 422, "validation-error", spec)
     assert error_fields(body) == {"texts.0.text", "texts.2.text"}
     assert str(MAX_CHARS) in body["errors"][0]["message"]
+    assert body["detail"] == "Over the limits: texts.0.text, texts.2.text."
 
 
 def test_a_body_over_the_limit_is_413(limited: FlaskClient, spec: dict) -> None:
@@ -533,7 +535,12 @@ def test_openapi_documents_the_configured_limits(limited: FlaskClient) -> None:
         "max_texts": MAX_TEXTS,
         "max_text_chars": MAX_CHARS,
     }
-    assert f"{MAX_TEXTS} texts per request" in spec["info"]["description"]
+    # The request's limits document themselves in its schema.
+    schemas = spec["components"]["schemas"]
+    assert schemas["ScoreRequest"]["properties"]["texts"]["maxItems"] == MAX_TEXTS
+    assert schemas["TextInput"]["properties"]["text"]["maxLength"] == MAX_CHARS
+    assert f"at most {MAX_TEXTS}," in schemas["ScoreRequest"]["properties"]["texts"]["description"]
+    assert f"{MAX_BODY} bytes" in spec["info"]["description"]
 
 
 def test_openapi_examples_conform_to_their_schemas(spec: dict) -> None:

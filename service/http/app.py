@@ -14,6 +14,7 @@ from service.http.api import ProblemApi
 from service.http.body import check_json_body, init_admission
 from service.http.examples import document_examples
 from service.http.problems import error_response
+from service.http.schemas import score_request_schema
 from service.http.views import health, models, page, references, scoring
 from service.runtime import Runtime, load_runtime
 
@@ -70,7 +71,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     init_admission(app)
 
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [access.SecurityPlugin(settings)]})
-    for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
+    # The request contract with this app's limits: the API and the web page load bodies with it.
+    request_schema = score_request_schema(settings)
+    app.extensions["discourse.request_schema"] = request_schema
+    for blueprint in (scoring.create_blueprint(request_schema), references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
     document_examples(api.spec, runtime)
     # The web page at / (not part of the API's OpenAPI document).
@@ -84,12 +88,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
 
 def _spec_options(settings: Settings, runtime: Runtime) -> dict:
+    # The request's own limits are in its schema (maxItems, maxLength, descriptions); what is
+    # not a property of one request is said here.
     limits = (
-        f"Limits: request body {settings.max_body_bytes} bytes, {settings.max_texts} texts per "
-        f"request, {settings.max_text_chars} characters per text; {settings.max_sentences_per_text} "
-        f"sentences and {settings.max_tokens_per_text} words per text, {settings.max_sentences_per_request} "
-        f"sentences and {settings.max_tokens_per_request} words per request (a sentence counts if it has "
-        "a word; a word is a run of two or more letters or digits). Nothing is truncated: a request "
+        f"A request body has at most {settings.max_body_bytes} bytes. Nothing is truncated: a request "
         "over a limit is refused whole (413 or 422). Requests of "
         f"{settings.heavy_request_bytes} bytes or more are large: each worker scores at most "
         f"{settings.max_heavy_in_flight} at once and answers more with 503 `overloaded` and Retry-After. "

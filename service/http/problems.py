@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.domain.scorer import UnknownReferenceError
 from service.domain.workload import WorkLimitError
+from service.http.schemas import OverLimit
 
 _log = logging.getLogger("discourse.app")
 
@@ -191,8 +192,15 @@ def _http_error(error: HTTPException) -> Problem:
         messages = data["messages"]
         messages = messages.get("json", messages) if isinstance(messages, dict) else messages
         errors = flatten_messages(messages)
-        fields = ", ".join(sorted({e["field"] for e in errors}))
-        return Problem("validation-error", f"Invalid field(s): {fields}.", errors=errors, headers=headers)
+        if errors and all(isinstance(e["message"], OverLimit) for e in errors):
+            fields = ", ".join(e["field"] for e in errors[:5]) + (" …" if len(errors) > 5 else "")
+            given = (
+                f" ({errors[0]['message'].given})" if len(errors) == 1 and errors[0]["message"].given else ""
+            )
+            detail = f"Over the limits: {fields}{given}."
+        else:
+            detail = f"Invalid field(s): {', '.join(sorted({e['field'] for e in errors}))}."
+        return Problem("validation-error", detail, errors=errors, headers=headers)
     if status == 400 and "messages" in data:
         return Problem("malformed-request", "The request body could not be parsed as JSON.", headers=headers)
     kind = problem_type_for_status(status)

@@ -2,10 +2,10 @@
 
 Server-rendered (Jinja, autoescaped) with htmx for partial updates; every
 action also works as a plain form post, so one text can be scored with
-JavaScript off. The page adds no rule of its own: a form is loaded through
-:class:`ScoreRequestSchema` and scored by :func:`score_request`, exactly as
-``POST /v1/score`` does, and its actions under ``/page/`` are guarded by the
-same API keys and rate limits (see :mod:`service.http.access`).
+JavaScript off. The page adds no rule of its own: a form is loaded through the
+app's request schema (:func:`service.http.schemas.score_request_schema`, with its limits)
+and scored by :func:`score_request`, exactly as ``POST /v1/score`` does, and its actions
+under ``/page/`` are guarded by the same API keys and rate limits (see :mod:`service.http.access`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from service.http.problems import (
     problem_type_for_status,
     to_problem,
 )
-from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
-from service.http.views.context import current_runtime, current_settings
+from service.http.schemas import ScoreResponseSchema
+from service.http.views.context import current_request_schema, current_runtime, current_settings
 from service.http.views.references import describe
 from service.http.views.scoring import score_request
 from service.textfiles import ReadOptions, TextFileError, format_of, read_texts
@@ -59,7 +59,6 @@ CONTENT_SECURITY_POLICY = (
 )
 
 _PICKER_FIELDS = ("one-reference", "many-reference")
-_REQUEST_SCHEMA = ScoreRequestSchema()
 _RESPONSE_SCHEMA = ScoreResponseSchema()
 
 
@@ -105,7 +104,7 @@ def score_one():
     if form.get("reference"):
         payload["reference"] = form["reference"]
     try:
-        loaded = _REQUEST_SCHEMA.load(payload)
+        loaded = current_request_schema().load(payload)
     except ValidationError as error:
         errors = flatten_messages(error.messages)
         fields = ", ".join(sorted({e["field"] for e in errors}))
@@ -206,7 +205,7 @@ def score_rows(rows: Sequence[tuple[int, str, str]], reference: str | None) -> d
             "reference": prepared.reference.id,
             "explain": False,
         }
-        document = _RESPONSE_SCHEMA.dump(score_request(_REQUEST_SCHEMA.load(payload)))
+        document = _RESPONSE_SCHEMA.dump(score_request(current_request_schema().load(payload)))
         results.extend(document["results"])
         for key in ("texts", "characters", "results"):
             scored[key] += g.scored[key]
