@@ -376,7 +376,7 @@ class TextEncoder:
         for i, item in enumerate(normalized):
             if i % 16 == 0:
                 checkpoint()
-            kept: list[Span] = []
+            kept_spans: list[Span] = []
             text_tokens = 0
             text = item.text
             # A text without a single word has no sentence to keep: not splitting it spares the
@@ -391,7 +391,7 @@ class TextEncoder:
                 words = WORD_PATTERN.findall(span.text.lower())
                 if counter.over:  # only counting from here on: the call will be refused
                     text_tokens += len(words)
-                    kept += [span] if words else []
+                    kept_spans += [span] if words else []
                     continue
                 char_texts.append(span.text)
                 char_owner.append(i)
@@ -399,13 +399,13 @@ class TextEncoder:
                 if not words:
                     continue
                 text_tokens += len(words)
-                kept.append(span)
+                kept_spans.append(span)
                 token_ids.extend([lookup(tok, unknown) for tok in words])
                 tokens_per_sentence.append(len(words))
                 sentence_owner.append(i)
                 sentence_rank.append(rank)
-            counter.add_text(i, len(kept), text_tokens)
-            all_sentences.append([] if counter.over else kept)
+            counter.add_text(i, len(kept_spans), text_tokens)
+            all_sentences.append([] if counter.over else kept_spans)
         counter.raise_if_over()
         checkpoint()
 

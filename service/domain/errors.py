@@ -13,6 +13,6 @@ class DiscourseError(Exception):
     (``ValueError``, ``KeyError``, ``RuntimeError``), so that callers that caught
     the built-in one still do. The command line catches this class alone and prints
     the message; the HTTP layer maps its subclasses to problem documents in one
-    table (:mod:`service.http.problems`). Anything else is a bug and keeps its
+    table (:mod:`service.http.errors`). Anything else is a bug and keeps its
     traceback.
     """

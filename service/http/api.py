@@ -17,7 +17,7 @@ class ProblemApi(Api):
     ERROR_SCHEMA = ProblemSchema
 
     def _register_error_handlers(self) -> None:
-        """None: the app's one handler (:func:`service.http.problems.error_response`) answers them."""
+        """None: the app's one handler (:func:`service.http.errors.error_response`) answers them."""
 
     def _register_responses(self) -> None:
         """Document the shared error responses as application/problem+json, as they are sent."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from service import __version__
 from service.config import Settings
@@ -12,8 +13,8 @@ from service.http import access, observability
 from service.http.admission import Admission
 from service.http.api import ProblemApi
 from service.http.body import check_json_body, init_admission
+from service.http.errors import error_response
 from service.http.examples import document_examples
-from service.http.problems import error_response
 from service.http.schemas import score_request_schema
 from service.http.views import health, models, page, references, scoring
 from service.runtime import Runtime, load_runtime
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["discourse.admission"] = Admission(
         settings.max_heavy_in_flight, settings.heavy_request_bytes
     )
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):  # always, unless a provider class is configured
+        app.json.sort_keys = False
 
     observability.init_app(app, settings, runtime)
     access.init_app(app, settings)

@@ -44,7 +44,7 @@ def check_json_body() -> None:
     """``before_request`` hook: refuse bodies the JSON endpoints cannot take, with a precise problem."""
     if request.method not in _BODY_METHODS or request.url_rule is None:
         return
-    if getattr(current_app.view_functions.get(request.endpoint), "accepts_form", False):
+    if getattr(current_app.view_functions.get(request.endpoint or ""), "accepts_form", False):
         return
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):

@@ -31,11 +31,18 @@ class OverLimit(str):
         return made
 
 
-class MaxTexts(validate.Length):
-    """At most ``max`` texts in a request (``maxItems`` in the OpenAPI document)."""
+class MaxTexts(validate.Validator):
+    """At most ``max`` texts in a request.
+
+    ``min``, ``max`` and ``equal`` are read by apispec as for :class:`validate.Length`: the limit
+    shows in the OpenAPI document as ``maxItems``.
+    """
+
+    min = None
+    equal = None
 
     def __init__(self, max_texts: int) -> None:
-        super().__init__(max=max_texts)
+        self.max = max_texts
 
     def __call__(self, value: Sized) -> Sized:
         if len(value) > self.max:
@@ -64,7 +71,7 @@ class TextRules(validate.Validator):
 
 
 class BoundedList(fields.List):
-    """A list whose :class:`validate.Length` rules run before its items are loaded.
+    """A list whose :class:`MaxTexts` rules run before its items are loaded.
 
     A request over the number of texts is refused before anything else is spent on it.
     """
@@ -72,7 +79,7 @@ class BoundedList(fields.List):
     def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> list:
         if isinstance(value, list):
             for rule in self.validators:
-                if isinstance(rule, validate.Length):
+                if isinstance(rule, MaxTexts):
                     rule(value)
         return super()._deserialize(value, attr, data, **kwargs)
 

@@ -26,15 +26,9 @@ from service.domain.stance import STANCE_LABELS
 from service.file_scoring import error_document
 from service.http.access import API_KEY_HEADER, PAGE_ACTIONS_PREFIX, PAGE_KEY_FIELD
 from service.http.body import accepts_form
+from service.http.errors import PROBLEM_OF, to_problem
 from service.http.page_downloads import results_csv, results_jsonl
-from service.http.problems import (
-    PROBLEM_OF,
-    PROBLEM_TYPES,
-    Problem,
-    flatten_messages,
-    problem_type_for_status,
-    to_problem,
-)
+from service.http.problems import PROBLEM_TYPES, Problem, flatten_messages, problem_type_for_status
 from service.http.schemas import ScoreResponseSchema
 from service.http.views.context import current_request_schema, current_runtime, current_settings
 from service.http.views.references import describe

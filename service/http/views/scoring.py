@@ -74,7 +74,7 @@ def score_request(payload: dict) -> dict:
 
     Looks up the reference, scores, and returns the response document (before
     :class:`ScoreResponseSchema` dumps it). Raises :class:`UnknownReferenceError` and
-    :class:`WorkLimitError` (answered through :data:`service.http.problems.PROBLEM_OF`).
+    :class:`WorkLimitError` (answered through :data:`service.http.errors.PROBLEM_OF`).
     """
     settings = current_settings()
     texts = payload["texts"]
