@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scipy.sparse.linalg import norm as sparse_norm
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from service.domain.encoding import LEXICON_NAMES, EncoderConfig, TextEncoder, hashed_char_wb_counts
+from service.domain.char_hashing import hashed_char_wb_counts
+from service.domain.encoding import LEXICON_NAMES, EncoderConfig, TextEncoder
 from service.domain.lexicon import LEXICONS
 from service.domain.text import tokenize
 from tests.helpers import tiny_encoder_config
