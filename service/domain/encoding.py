@@ -36,7 +36,7 @@ from service.domain.sparse_rows import (
     _share,
 )
 from service.domain.text import WORD_PATTERN, Span, split_sentences
-from service.domain.vectors import EncodedTexts, cross
+from service.domain.vectors import EncodedTexts, blend_cosines, cross
 from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICONS)
@@ -88,6 +88,20 @@ class EncoderConfig:
     def to_dict(self) -> dict:
         """The JSON-serialisable form of the config."""
         return asdict(self)
+
+
+def char_hasher(config: EncoderConfig) -> HashingVectorizer:
+    """scikit-learn's hasher of the character n-grams of ``config``: it fits the character IDF,
+    and :func:`hashed_char_wb_counts` computes its counts (the tests hold the two equal)."""
+    return HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(config.char_ngram_min, config.char_ngram_max),
+        n_features=2**config.char_hash_bits,
+        alternate_sign=False,
+        norm=None,
+        lowercase=True,
+        dtype=np.float64,
+    )
 
 
 class TextEncoder:
@@ -149,15 +163,7 @@ class TextEncoder:
         for term in NEGATING:
             if term in self.index:
                 self._negating[self.index[term]] = True
-        self._hasher = HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(config.char_ngram_min, config.char_ngram_max),
-            n_features=2**config.char_hash_bits,
-            alternate_sign=False,
-            norm=None,
-            lowercase=True,
-            dtype=np.float64,
-        )
+        self._hasher = char_hasher(config)
 
     @property
     def n_terms(self) -> int:
@@ -191,15 +197,7 @@ class TextEncoder:
         n_docs = len(docs)
         dfs = np.array([doc_freq.get(t, 0) for t in vocabulary], dtype=np.float64)
         word_idf = np.log((1.0 + n_docs) / (1.0 + dfs)) + 1.0
-        hasher = HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(config.char_ngram_min, config.char_ngram_max),
-            n_features=2**config.char_hash_bits,
-            alternate_sign=False,
-            norm=None,
-            lowercase=True,
-        )
-        char_counts = hasher.transform(docs)
+        char_counts = char_hasher(config).transform(docs)
         char_df = np.bincount(char_counts.indices, minlength=2**config.char_hash_bits)
         char_idf = np.log((1.0 + n_docs) / (1.0 + char_df)) + 1.0
         return cls(config, vocabulary, word_idf, char_idf, total_tokens / n_docs)
@@ -414,10 +412,7 @@ class TextEncoder:
         A weighted mean of the word and character cosines, which equals the
         cosine of the concatenated, weighted vectors; in [0, 1].
         """
-        w = self.config.char_weight
-        word = cross(a.word, b, "word")
-        char = cross(a.char, b, "char")
-        return np.clip((1.0 - w) * word + w * char, 0.0, 1.0)
+        return blend_cosines(cross(a.word, b, "word"), cross(a.char, b, "char"), self.config.char_weight)
 
     # -- helpers -----------------------------------------------------------
 

@@ -145,3 +145,14 @@ def cross(left: sp.csr_matrix, right: EncodedTexts, name: str) -> np.ndarray:
     )
     product = compact @ factor.transposed
     return product.toarray() if sp.issparse(product) else np.asarray(product)
+
+
+def blend_cosines(word: np.ndarray, char: np.ndarray, char_weight: float) -> np.ndarray:
+    """The similarity of texts from their word and character TF-IDF cosines (arrays of one shape).
+
+    Their mean weighted by ``char_weight`` (``EncoderConfig.char_weight``), which equals the
+    cosine of the concatenated, weighted vectors, clipped to [0, 1] against rounding. The one
+    formula of the service's ``similarity``: the encoder, the scorer's per-claim similarity and
+    the training reports all call it.
+    """
+    return np.clip((1.0 - char_weight) * word + char_weight * char, 0.0, 1.0)
