@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 
+from service.domain.errors import DiscourseError
 from service.domain.references import Claim, Reference
 from service.domain.text import Span
 
@@ -21,7 +22,7 @@ _STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin"}
 MAX_CLAIMS = 20
 
 
-class ReferenceFileError(RuntimeError):
+class ReferenceFileError(DiscourseError, RuntimeError):
     """A reference file is malformed; the message names the file and the problem.
 
     A RuntimeError, like :class:`service.artifacts.ArtifactError`, so that gunicorn

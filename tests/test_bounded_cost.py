@@ -75,7 +75,9 @@ def test_the_openapi_document_publishes_every_work_limit(runtime: Runtime) -> No
     assert limits["request_deadline_seconds"] == 4.5
     for name in ("max_tokens_per_text", "max_sentences_per_request", "max_heavy_in_flight"):
         assert name in limits
-    assert "7 sentences" in spec["info"]["description"]
+    # The per-text limits are described on the field they bound, with the configured values.
+    assert "7 sentences" in spec["components"]["schemas"]["TextInput"]["properties"]["text"]["description"]
+    assert "99 words" in spec["components"]["schemas"]["ScoreRequest"]["properties"]["texts"]["description"]
     responses = spec["paths"]["/v1/score"]["post"]["responses"]
     assert "overloaded" in responses["503"]["description"]
     assert "deadline-exceeded" in responses["503"]["description"]

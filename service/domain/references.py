@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.domain.encoding import EncodedTexts, TextEncoder
+from service.domain.encoding import TextEncoder
 from service.domain.text import Span
+from service.domain.vectors import EncodedTexts
 
 DERIVED_CLAIMS = 5
 """How many claims :func:`derive_claims` makes for a reference that states none."""

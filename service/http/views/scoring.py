@@ -2,112 +2,97 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import Request, g
 from flask_smorest import Blueprint
+from marshmallow import Schema, missing
+from webargs.flaskparser import FlaskParser
 
 from service.config import Settings
 from service.domain.input_rules import assign_ids
-from service.domain.scorer import UnknownReferenceError
-from service.domain.workload import WorkLimitError, WorkLimits
+from service.domain.workload import WorkLimits
 from service.http.admission import Deadline
 from service.http.examples import SCORE_REQUEST_EXAMPLE
-from service.http.problems import Problem
-from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
+from service.http.schemas import ScoreResponseSchema
 from service.http.views.context import current_runtime, current_settings
 from service.http.views.documentation import documents_access_problems, documents_problem
 
-blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts against a reference.")
+
+class _ParsedBodyParser(FlaskParser):
+    """Hands webargs the body :func:`service.http.body.check_json_body` parsed: it is parsed once."""
+
+    def _raw_load_json(self, req: Request) -> object:
+        return g.get("json_body", missing)
 
 
-@blp.route("/score", methods=["POST"])
-@blp.arguments(ScoreRequestSchema, example=SCORE_REQUEST_EXAMPLE)
-@blp.response(200, ScoreResponseSchema)
-@documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
-@documents_access_problems(blp)
-@documents_problem(blp, 404, "Unknown reference id (unknown-reference).")
-@documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
-@documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
-@documents_problem(blp, 415, "Not application/json, or compressed.")
-@documents_problem(
-    blp,
-    422,
-    "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
-    "too many texts, text too long, too many sentences or words per text or per request, duplicate "
-    "ids (validation-error; `errors` names each field, or `texts` for a per-request limit).",
-)
-@documents_problem(
-    blp,
-    503,
-    "Not ready (starting or draining: not-ready); this worker is already scoring its maximum of "
-    "large requests (overloaded); or scoring passed the request deadline and was stopped "
-    "(deadline-exceeded). Retry after the seconds in `Retry-After`.",
-)
-def score(payload: dict):
-    """Score texts against a reference
+class _Blueprint(Blueprint):
+    ARGUMENTS_PARSER = _ParsedBodyParser()
 
-    For each text, in order: TF-IDF similarity to the whole reference, the
-    probability that it is about the reference (`related`), its overall
-    stance with the probability of each label, its similarity and stance
-    towards every claim of the reference, warnings, and with `explain: true`
-    the evidence (matching passages with offsets, and shared terms).
-    """
-    return score_request(payload)
+
+def create_blueprint(request_schema: Schema) -> Blueprint:
+    """The ``/v1/score`` blueprint of one app, whose body is ``request_schema`` (with its limits)."""
+    blp = _Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts against a reference.")
+
+    @blp.route("/score", methods=["POST"])
+    @blp.arguments(request_schema, example=SCORE_REQUEST_EXAMPLE)
+    @blp.response(200, ScoreResponseSchema)
+    @documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
+    @documents_access_problems(blp)
+    @documents_problem(blp, 404, "Unknown reference id (unknown-reference).")
+    @documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
+    @documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
+    @documents_problem(blp, 415, "Not application/json, or compressed.")
+    @documents_problem(
+        blp,
+        422,
+        "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
+        "too many texts, text too long, too many sentences or words per text or per request, duplicate "
+        "ids (validation-error; `errors` names each field, or `texts` for a per-request limit).",
+    )
+    @documents_problem(
+        blp,
+        503,
+        "Not ready (starting or draining: not-ready); this worker is already scoring its maximum of "
+        "large requests (overloaded); or scoring passed the request deadline and was stopped "
+        "(deadline-exceeded). Retry after the seconds in `Retry-After`.",
+    )
+    def score(payload: dict):
+        """Score texts against a reference
+
+        For each text, in order: TF-IDF similarity to the whole reference, the
+        probability that it is about the reference (`related`), its overall
+        stance with the probability of each label, its similarity and stance
+        towards every claim of the reference, warnings, and with `explain: true`
+        the evidence (matching passages with offsets, and shared terms).
+        """
+        return score_request(payload)
+
+    return blp
 
 
 def score_request(payload: dict) -> dict:
-    """Score a request loaded by :class:`ScoreRequestSchema`: the API and the web page both call this.
+    """Score a request the app's request schema loaded: the API and the web page both call this.
 
-    Returns the response document (before :class:`ScoreResponseSchema` dumps it). Raises
-    :class:`Problem` (``validation-error`` over the limits, ``unknown-reference``).
+    Looks up the reference, scores, and returns the response document (before
+    :class:`ScoreResponseSchema` dumps it). Raises :class:`UnknownReferenceError` and
+    :class:`WorkLimitError` (answered through :data:`service.http.errors.PROBLEM_OF`).
     """
     settings = current_settings()
     texts = payload["texts"]
-    errors = []
-    if len(texts) > settings.max_texts:
-        errors.append({"field": "texts", "message": f"At most {settings.max_texts} texts per request."})
-    for i, item in enumerate(texts):
-        if len(item["text"]) > settings.max_text_chars:
-            errors.append(
-                {
-                    "field": f"texts.{i}.text",
-                    "message": f"At most {settings.max_text_chars} characters per text "
-                    f"(this one has {len(item['text'])}).",
-                }
-            )
-    if errors:
-        fields = ", ".join(e["field"] for e in errors[:5]) + (" …" if len(errors) > 5 else "")
-        raise Problem("validation-error", f"Over the limits: {fields}.", errors=errors)
-
     runtime = current_runtime()
-    try:
-        reference = runtime.scorer.reference(payload.get("reference"))
-    except UnknownReferenceError as error:
-        raise Problem(
-            "unknown-reference",
-            f"{error}; GET /v1/references lists the available ones.",
-            errors=[{"field": "reference", "message": str(error)}],
-        ) from None
+    reference = runtime.scorer.reference(payload.get("reference"))
     # The schema has already refused repeated given ids; defaults never collide with them.
     ids = assign_ids([item.get("id") for item in texts])
     characters = sum(len(item["text"]) for item in texts)
     # Admission: a large request got its slot in the body check, before its JSON was parsed.
-    try:
-        results = runtime.scorer.score(
-            [item["text"] for item in texts],
-            ids=ids,
-            reference_id=reference.id,
-            explain=payload["explain"],
-            formats=[item["format"] for item in texts],
-            limits=work_limits(settings),
-            checkpoint=Deadline(settings.request_deadline),
-        )
-    except WorkLimitError as error:
-        fields = ", ".join(sorted({v.field for v in error.violations}))
-        raise Problem(
-            "validation-error",
-            f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
-            errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
-        ) from None
+    results = runtime.scorer.score(
+        [item["text"] for item in texts],
+        ids=ids,
+        reference_id=reference.id,
+        explain=payload["explain"],
+        formats=[item["format"] for item in texts],
+        limits=work_limits(settings),
+        checkpoint=Deadline(settings.request_deadline),
+    )
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
         "reference": reference.id,
