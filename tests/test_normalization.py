@@ -201,3 +201,14 @@ def test_normalising_twice_changes_nothing_more(text_format: str) -> None:
     source = "The ex\u00adpan\u00adsion of \uff2e\uff21\uff34\uff2f \u2014 \u201ca threat\u201d \u2014 see https://x.org."
     once = normalize(source, text_format).text
     assert normalize(once).text == once
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [("<script>&amp;\x00a", ""), ("<p>kept</p><style>a &lt; b", "kept"), ("<p>AT&T", "AT&T")],
+)
+def test_an_unclosed_script_or_style_hides_the_rest_even_a_character_reference(
+    source: str, expected: str
+) -> None:
+    # Found by the property test above: the unparsed tail of an unclosed <script> was read as text.
+    assert normalize(source, "html").text.strip() == expected

@@ -415,7 +415,9 @@ def _read_html(source: str) -> tuple[str, np.ndarray, np.ndarray]:
     # quadratic in its length), or a character reference or a last "<", which are text.
     tail = len(reader.rawdata)
     end_of_events = len(source) - tail
-    if tail and (source[end_of_events] == "&" or tail == 1):  # "&..." or a last lone "<"
+    # Inside a skipped element (an unclosed <script> or <style> keeps the rest as its content)
+    # the tail is dropped with it.
+    if tail and not reader.skipping and (source[end_of_events] == "&" or tail == 1):  # "&..." or a last "<"
         reader.kinds.append("entity")
         reader.positions.append(end_of_events)
         reader.texts.append("&")
