@@ -126,8 +126,10 @@ OPTIMISED_FILES = (
 )
 
 
-ARTIFACT_FILES = ("service/artifacts.py",)
+ARTIFACT_FILES = ("service/loaders/artifacts.py",)
 """The artifact loader, always taken from the baseline revision with that revision's models/."""
+FORMER_PATHS = {"service/loaders/artifacts.py": "service/artifacts.py"}
+"""Where a file was before it moved: a revision older than the move has it there."""
 
 
 def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
@@ -147,7 +149,12 @@ def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(directory, filter="data")
     for path in (*files, *ARTIFACT_FILES):
-        old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True)
+        old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True)
+        if old.returncode != 0 and path in FORMER_PATHS:
+            old = subprocess.run(
+                ["git", "show", f"{rev}:{FORMER_PATHS[path]}"], cwd=REPO, check=True, capture_output=True
+            )
+        old.check_returncode()
         (directory / path).write_bytes(old.stdout)
     return directory
 

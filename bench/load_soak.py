@@ -50,7 +50,7 @@ from common import free_port, procfile_command  # noqa: E402 (the bench suite's 
 
 from service.config import DEFAULT_SEEDS_DIR  # noqa: E402 (after the path set-up)
 from service.http.schemas import ProblemSchema, ScoreResponseSchema  # noqa: E402
-from service.reference_files import load_reference_directory  # noqa: E402
+from service.loaders.reference_files import load_reference_directory  # noqa: E402
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 60.0

@@ -18,7 +18,7 @@ import requests
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT, Settings
 from service.http.app import create_app
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from service.domain.evidence import Evidence, find_evidence
 from service.domain.normalization import normalize
 from service.domain.references import Claim, PreparedReference, Reference, prepare_reference
 from service.domain.text import split_sentences, tokenize
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 from tests.helpers import tiny_encoder_config
 
 BODY = (

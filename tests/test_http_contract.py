@@ -16,7 +16,7 @@ from service.config import Settings
 from service.domain.errors import DiscourseError
 from service.domain.stance import STANCE_LABELS
 from service.http.app import create_app
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail"}
 ON_TOPIC = "NATO expansion is a threat to Russia's security. The Euro-Atlantic security order has failed."

@@ -9,7 +9,7 @@ import pytest
 from service.config import DEFAULT_SEEDS_DIR
 from service.domain.encoding import TextEncoder
 from service.domain.references import DERIVED_CLAIMS, Reference, derive_claims, prepare_reference
-from service.reference_files import (
+from service.loaders.reference_files import (
     MAX_CLAIMS,
     ReferenceFileError,
     load_reference_directory,

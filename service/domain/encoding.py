@@ -11,7 +11,7 @@ scorer needs, from a single tokenising pass per text:
   of the lexicons in :mod:`service.domain.lexicon`.
 
 The fitted state is a vocabulary, two IDF arrays and an :class:`EncoderConfig`:
-plain data that :mod:`service.artifacts` stores as JSON and ``.npy`` arrays.
+plain data that :mod:`service.loaders.artifacts` stores as JSON and ``.npy`` arrays.
 """
 
 from __future__ import annotations

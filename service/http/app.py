@@ -17,7 +17,7 @@ from service.http.errors import error_response
 from service.http.examples import document_examples
 from service.http.schemas import score_request_schema
 from service.http.views import health, models, page, references, scoring
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 log = logging.getLogger("discourse.app")
 

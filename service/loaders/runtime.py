@@ -1,7 +1,7 @@
 """The model runtime: a verified artifact plus prepared references, ready to score.
 
-This is the one place where the file loaders (:mod:`service.artifacts`,
-:mod:`service.reference_files`) meet the scoring domain. The HTTP layer and
+This is the one place where the file loaders (:mod:`service.loaders.artifacts`,
+:mod:`service.loaders.reference_files`) meet the scoring domain. The HTTP layer and
 the command line both build their :class:`Runtime` here.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.artifacts import LoadedModel, load_model
 from service.domain.references import prepare_reference
 from service.domain.scorer import Scorer
-from service.reference_files import ReferenceFileError, load_reference_directory
+from service.loaders.artifacts import LoadedModel, load_model
+from service.loaders.reference_files import ReferenceFileError, load_reference_directory
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ class Runtime:
 def load_runtime(model_dir: Path, seeds_dir: Path) -> Runtime:
     """Load and verify the model in ``model_dir`` and the references in ``seeds_dir``.
 
-    Raises :class:`service.artifacts.ArtifactError` or
-    :class:`service.reference_files.ReferenceFileError` with a message that
+    Raises :class:`service.loaders.artifacts.ArtifactError` or
+    :class:`service.loaders.reference_files.ReferenceFileError` with a message that
     names the offending file.
     """
     model = load_model(model_dir)
