@@ -12,6 +12,14 @@ from service.domain.references import PreparedReference
 from service.domain.vectors import EncodedTexts, cross
 from service.domain.workload import text_chunks
 
+__all__ = [
+    "Evidence",
+    "PassageMatch",
+    "SharedTerm",
+    "best_passages",
+    "find_evidence",
+]
+
 
 @dataclass(frozen=True)
 class PassageMatch:

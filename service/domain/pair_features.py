@@ -16,6 +16,13 @@ from service.domain.stance import RELATED_LABELS
 from service.domain.vectors import EncodedTexts, cross
 from service.domain.workload import text_chunks
 
+__all__ = [
+    "FEATURE_NAMES",
+    "SIMILARITY_FEATURES",
+    "compute_pair_features",
+    "sentence_level_features",
+]
+
 SIMILARITY_FEATURES: tuple[str, ...] = (
     "cos_word",
     "cos_char",

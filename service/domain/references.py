@@ -10,6 +10,15 @@ from service.domain.encoding import TextEncoder
 from service.domain.text import Span
 from service.domain.vectors import EncodedTexts
 
+__all__ = [
+    "DERIVED_CLAIMS",
+    "Claim",
+    "PreparedReference",
+    "Reference",
+    "derive_claims",
+    "prepare_reference",
+]
+
 DERIVED_CLAIMS = 5
 """How many claims :func:`derive_claims` makes for a reference that states none."""
 

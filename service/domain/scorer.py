@@ -18,6 +18,21 @@ from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stan
 from service.domain.vectors import blend_cosines
 from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
 
+__all__ = [
+    "MIN_KNOWN_FRACTION",
+    "MIN_LINK_FRACTION",
+    "MIN_LISTED_FRACTION",
+    "MIN_WORDS",
+    "MISMATCH_MIN_PROBABILITY",
+    "MISMATCH_MIN_WORDS",
+    "ClaimScore",
+    "Scorer",
+    "Stance",
+    "TextScore",
+    "TextWarning",
+    "UnknownReferenceError",
+]
+
 MIN_WORDS = 8
 """Below this many words a text is flagged as too short to judge."""
 MIN_KNOWN_FRACTION = 0.5

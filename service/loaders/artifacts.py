@@ -28,17 +28,18 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from service.domain.encoding import EncoderConfig, TextEncoder
-from service.domain.errors import DiscourseError
-from service.domain.pair_features import FEATURE_NAMES
-from service.domain.stance import (
+from service.domain import (
+    FEATURE_NAMES,
     AveragedClassifier,
-    Classifier,
     DenseNetwork,
+    DiscourseError,
+    EncoderConfig,
     StanceModel,
+    TextEncoder,
     TreeEnsemble,
     WordingModel,
 )
+from service.domain.stance import Classifier  # the protocol of a stage's classifier
 
 FORMAT_VERSION = 4
 """Version of the file layout; bumped when this module reads files differently."""
