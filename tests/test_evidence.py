@@ -25,7 +25,7 @@ def encoder() -> TextEncoder:
     """A tiny encoder fitted on the reference body and some other texts."""
     return TextEncoder.fit(
         [BODY, "A shark attacked a surfer at the beach.", "The boom was a hoax, experts said."],
-        tiny_encoder_config(),
+        config=tiny_encoder_config(),
     )
 
 

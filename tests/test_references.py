@@ -56,7 +56,7 @@ def write(path: Path, text: str) -> Path:
 def encoder() -> TextEncoder:
     """A tiny encoder fitted on the reference body and a few other texts."""
     return TextEncoder.fit(
-        [BODY, "A shark attacked a surfer.", "The meteorite crater was a hoax."], tiny_encoder_config()
+        [BODY, "A shark attacked a surfer.", "The meteorite crater was a hoax."], config=tiny_encoder_config()
     )
 
 

@@ -180,11 +180,30 @@ class TextEncoder:
     # -- fitting -----------------------------------------------------------
 
     @classmethod
-    def fit(cls, documents: Iterable[str], config: EncoderConfig | None = None) -> TextEncoder:
+    def fit(cls, documents: Iterable[str], *, config: EncoderConfig | None = None) -> TextEncoder:
         """Fit the vocabulary and both IDF arrays on ``documents``.
 
         Lexicon words always enter the vocabulary, so the stance features see
         them even if the corpus does not.
+
+        Parameters
+        ----------
+        documents:
+            The background corpus, plain text (normalised as :func:`normalize` does).
+        config:
+            Tokenising and weighting settings; ``None``: :class:`EncoderConfig` defaults.
+
+        Returns
+        -------
+        TextEncoder
+            A vocabulary of at most ``config.word_max_features`` corpus terms plus the
+            lexicon words, their word IDF ``(V,)`` and the character IDF
+            ``(2**config.char_hash_bits,)``, smoothed (``log((1 + n) / (1 + df)) + 1``).
+
+        Raises
+        ------
+        ValueError
+            ``documents`` is empty.
         """
         config = config or EncoderConfig()
         docs = [normalize(d).text for d in documents]
@@ -214,25 +233,43 @@ class TextEncoder:
     def encode(
         self,
         texts: Sequence[str | NormalizedText],
+        *,
         limits: WorkLimits | None = None,
         checkpoint: Checkpoint = no_checkpoint,
-        *,
         claims: bool = False,
     ) -> EncodedTexts:
         """Encode ``texts`` (any strings, including empty ones) in one batch.
 
-        Strings are read as plain text through :func:`normalize`; pass
-        :class:`NormalizedText` objects for HTML or Markdown. Sentence offsets
-        in the result index the normalised texts (``normalized[i].text``).
-        With ``claims=True`` (claims and headlines: one statement each, often in
-        title case) no sentence is taken for a keyword list; repeats still count once.
-
         Sentences without a word token are left out of the per-sentence data (they
         add nothing to any feature; the lead sentences still count them, so the
-        result is the same as if they were kept). Raises
-        :class:`~service.domain.workload.WorkLimitError` if the texts exceed
-        ``limits``, before any per-sentence array is built; ``checkpoint`` is
-        called every few texts and between steps, and may raise to stop.
+        result is the same as if they were kept).
+
+        Parameters
+        ----------
+        texts:
+            ``n`` texts. Strings are read as plain text through :func:`normalize`; pass
+            :class:`NormalizedText` objects for HTML or Markdown.
+        limits:
+            Sentences and words allowed per text and per call, checked while tokenising,
+            before any per-sentence array is built; ``None``: no limit.
+        checkpoint:
+            Called every few texts and between steps; may raise to stop the work.
+        claims:
+            The texts are claims or headlines (one statement each, often in title case):
+            no sentence is taken for a keyword list; repeats still count once.
+
+        Returns
+        -------
+        EncodedTexts
+            Every representation, one row per text in input order: word and character
+            TF-IDF (``(n, V)`` and ``(n, 2**char_hash_bits)``, L2-normalised), lead, term
+            presence, BM25, negated terms, lexicon counts ``(n, L)``, token counts ``(n,)``,
+            and per-sentence word vectors ``(S, V)`` with offsets into ``normalized[i].text``.
+
+        Raises
+        ------
+        WorkLimitError
+            The texts exceed ``limits``.
         """
         cfg = self.config
         n_texts = len(texts)
@@ -416,10 +453,19 @@ class TextEncoder:
         return weights, repeated
 
     def similarity(self, a: EncodedTexts, b: EncodedTexts) -> np.ndarray:
-        """TF-IDF cosine of every text of ``a`` with every text of ``b``: shape (len(a), len(b)).
+        """TF-IDF cosine of every text of ``a`` with every text of ``b``.
 
-        A weighted mean of the word and character cosines, which equals the
-        cosine of the concatenated, weighted vectors; in [0, 1].
+        Parameters
+        ----------
+        a, b:
+            Texts encoded by this encoder.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(a), len(b))``, float64 in [0, 1]: the word and character cosines'
+            mean weighted by ``config.char_weight`` (:func:`blend_cosines`), which equals the
+            cosine of the concatenated, weighted vectors.
         """
         return blend_cosines(cross(a.word, b, "word"), cross(a.char, b, "char"), self.config.char_weight)
 

@@ -142,10 +142,10 @@ class Scorer:
     def score(
         self,
         texts: Sequence[str | NormalizedText],
+        *,
         ids: Sequence[str] | None = None,
         reference_id: str | None = None,
         explain: bool = False,
-        *,
         formats: Sequence[str] | str = "text",
         limits: WorkLimits | None = None,
         checkpoint: Checkpoint = no_checkpoint,
@@ -199,7 +199,7 @@ class Scorer:
             t if isinstance(t, NormalizedText) else normalize(t, f)
             for t, f in zip(texts, formats, strict=True)
         ]
-        encoded = self.encoder.encode(normalized, limits, checkpoint)
+        encoded = self.encoder.encode(normalized, limits=limits, checkpoint=checkpoint)
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
         checkpoint()
         languages = self.languages.identify([n.text for n in normalized])

@@ -27,9 +27,25 @@ class Runtime:
 def load_runtime(model_dir: Path, seeds_dir: Path) -> Runtime:
     """Load and verify the model in ``model_dir`` and the references in ``seeds_dir``.
 
-    Raises :class:`service.loaders.artifacts.ArtifactError` or
-    :class:`service.loaders.reference_files.ReferenceFileError` with a message that
-    names the offending file.
+    Parameters
+    ----------
+    model_dir:
+        A model directory (see :func:`load_model`).
+    seeds_dir:
+        A directory of reference files, one TOML file each.
+
+    Returns
+    -------
+    Runtime
+        The loaded model and a :class:`Scorer` with every reference prepared.
+
+    Raises
+    ------
+    ArtifactError
+        The model cannot be used; the message names the file.
+    ReferenceFileError
+        A reference file is malformed, or a reference has no word the model counts;
+        the message names the file or directory.
     """
     model = load_model(model_dir)
     references, default_id = load_reference_directory(seeds_dir)

@@ -124,7 +124,7 @@ def log_to_stderr(message: str) -> None:
 def fit_encoder(pairs: PairSet, config: EncoderConfig) -> TextEncoder:
     """Fit vocabulary and IDF on the distinct headlines and bodies of ``pairs`` only."""
     documents = list(dict.fromkeys(pairs.headlines)) + list(pairs.bodies.values())
-    return TextEncoder.fit(documents, config)
+    return TextEncoder.fit(documents, config=config)
 
 
 def augment(pairs: PairSet, encoder: TextEncoder, config: TrainingConfig) -> PairSet:
