@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
 import platform
-import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,14 +16,27 @@ import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import requests
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+
+
+def _load_launcher() -> ModuleType:
+    """tests/server.py, loaded by its path: sys.path is left alone, so a baseline tree put first on
+    PYTHONPATH (equivalence.py, baseline.py) still provides ``service``."""
+    spec = importlib.util.spec_from_file_location("discourse_server_launcher", REPO / "tests" / "server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+_server = _load_launcher()
+
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_PEER_PYTHON = Path(os.environ.get("BENCH_PEER_PYTHON", "/work/bench-venv/bin/python"))
 
@@ -127,8 +139,10 @@ OPTIMISED_FILES = (
 )
 
 
-ARTIFACT_FILES = ("service/artifacts.py",)
+ARTIFACT_FILES = ("service/loaders/artifacts.py",)
 """The artifact loader, always taken from the baseline revision with that revision's models/."""
+FORMER_PATHS = {"service/loaders/artifacts.py": "service/artifacts.py"}
+"""Where a file was before it moved: a revision older than the move has it there."""
 
 
 def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
@@ -148,7 +162,12 @@ def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(directory, filter="data")
     for path in (*files, *ARTIFACT_FILES):
-        old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True)
+        old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True)
+        if old.returncode != 0 and path in FORMER_PATHS:
+            old = subprocess.run(
+                ["git", "show", f"{rev}:{FORMER_PATHS[path]}"], cwd=REPO, check=True, capture_output=True
+            )
+        old.check_returncode()
         (directory / path).write_bytes(old.stdout)
     return directory
 
@@ -215,21 +234,12 @@ class PeerProcess:
 # -- the server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def procfile_command(repo: Path = REPO) -> list[str]:
-    """The ``web:`` command of ``repo``'s Procfile, its program taken from this interpreter's venv."""
-    for line in (repo / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            command = shlex.split(line[len("web:") :].strip())
-            command[0] = str(Path(sys.executable).with_name(command[0]))
-            return command
-    raise RuntimeError(f"{repo}/Procfile has no web: line")
+# The one launcher of a real server, shared with the tests (tests/server.py).
+free_port = _server.free_port
+procfile_command = _server.procfile_command
+Server = _server.Server
+launch_server = _server.run_server
+"""The launcher itself; :func:`run_server` is it with the benchmarks' settings."""
 
 
 # Settings for every benchmark server: loopback only (GUNICORN_CMD_ARGS overrides the config's
@@ -242,72 +252,21 @@ BENCH_SERVER_ENV = {
 }
 
 
-@dataclass
-class Server:
-    """A running Procfile web process."""
-
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-    started: float  # time.monotonic() just before Popen
-    ready_after: float  # seconds from start to the first /readyz 200
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def worker_pids(self) -> list[int]:
-        """PIDs of the gunicorn workers (children of the master)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        try:
-            return [int(p) for p in children.read_text().split()]
-        except OSError:
-            return []
-
-
 @contextmanager
 def run_server(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Iterator[Server]:
-    """Start the Procfile command on a loopback port and wait for ``/readyz``; stop it afterwards."""
+    """Start the Procfile command on a loopback port and wait for ``/readyz`` and every worker;
+    stop it at once (SIGINT) afterwards. The log goes to ``bench/results/server-<n>.log``."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = RESULTS_DIR / f"server-{port}.log"
-    full_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    full_env.update(BENCH_SERVER_ENV)
-    full_env.update({"PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"})
-    full_env.update(env or {})
-    with open(log_path, "wb") as log:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            procfile_command(), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
-    session = requests.Session()
-    try:
-        deadline = started + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}; see {log_path}")
-            try:
-                if session.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {ready_timeout} s; see {log_path}")
-            time.sleep(0.005)
-        ready_after = time.monotonic() - started
-        server = Server(process, port, log_path, started, ready_after)
-        # The first /readyz answer may come before every worker is forked; wait for all of them.
-        expected = int(full_env.get("WEB_CONCURRENCY", "1"))
-        while len(server.worker_pids()) < expected and time.monotonic() < deadline:
-            time.sleep(0.01)
+    base_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    settings = {**BENCH_SERVER_ENV, **(env or {})}
+    with _server.run_server(
+        RESULTS_DIR / f"server-{time.monotonic_ns()}.log",
+        workers=int(settings.pop("WEB_CONCURRENCY")),
+        env=settings,
+        repo=REPO,
+        base_env=base_env,
+        ready_timeout=ready_timeout,
+        poll_seconds=0.005,  # ready_after is measured: poll finely
+        stop_signal=signal.SIGINT,  # immediate stop (SIGTERM drains first)
+    ) as server:
         yield server
-    finally:
-        session.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)  # immediate stop (SIGTERM drains first)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

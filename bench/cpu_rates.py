@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import make_texts
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
-from service.runtime import load_runtime
+from service.loaders.runtime import load_runtime
 
 CASES = ((2000, 64, 512), (2000, 1, 128), (200, 1, 256))
 """(characters per text, texts per call, texts per round)."""

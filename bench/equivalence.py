@@ -48,7 +48,7 @@ from corpus import make_text, make_texts
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
 from service.domain.encoding import EncodedTexts
 from service.domain.pair_features import compute_pair_features
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 _ODD_TEXTS = (
     "",

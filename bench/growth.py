@@ -52,7 +52,7 @@ def _timed_rounds(work: Any, rounds: int, min_seconds: float) -> list[float]:
 def time_vs_length(rounds: int, quick: bool) -> list[dict[str, Any]]:
     """Milliseconds to score one text of each length (batch of one), explain off and on."""
     from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
-    from service.runtime import load_runtime
+    from service.loaders.runtime import load_runtime
 
     scorer = load_runtime(DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR).scorer
     rows = []
@@ -78,7 +78,7 @@ def time_vs_length(rounds: int, quick: bool) -> list[dict[str, Any]]:
 def time_vs_batch(rounds: int, quick: bool) -> list[dict[str, Any]]:
     """Texts per second at each batch size, short and long texts, explain off."""
     from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
-    from service.runtime import load_runtime
+    from service.loaders.runtime import load_runtime
 
     scorer = load_runtime(DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR).scorer
     rows = []

@@ -53,9 +53,8 @@ import requests
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
-from common import free_port, procfile_command  # noqa: E402 (bench/ is not a package)
+from common import Server, launch_server  # noqa: E402 (bench/ is not a package)
 from corpus import make_texts  # noqa: E402
-from load_soak import Server  # noqa: E402 (the running server, as the soak test knows it)
 
 HOST = "127.0.0.1"
 SINGLE = {
@@ -107,14 +106,7 @@ def server(
     repo: Path, workers: int = 2, cgroup: Path | None = None, env: dict | None = None
 ) -> Iterator[Server]:
     """The Procfile command of ``repo`` on a free loopback port (inside ``cgroup`` if given)."""
-    port = free_port()
-    log_path = Path(tempfile.mkdtemp(prefix="hostile-cost-")) / "server.log"
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(repo),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_CMD_ARGS": f"--bind {HOST}:{port}",
+    settings = {
         "DISCOURSE_RATE_LIMIT_ENABLED": "false",
         "DISCOURSE_DRAIN_SECONDS": "0",
         "DISCOURSE_MAX_REQUESTS": "0",
@@ -125,38 +117,22 @@ def server(
         if cgroup is not None:
             (cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            procfile_command(repo),
-            cwd=repo,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=join_cgroup,
-        )
-    srv = Server(process, port, log_path)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(srv.base_url + "/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit("server not ready after 60 s")
-            time.sleep(0.05)
-        while len(srv.workers()) < workers and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with contextlib.ExitStack() as stack:
+        try:
+            srv = stack.enter_context(
+                launch_server(
+                    Path(tempfile.mkdtemp(prefix="hostile-cost-")) / "server.log",
+                    workers=workers,
+                    env=settings,
+                    repo=repo,
+                    base_env={**os.environ, "PYTHONPATH": str(repo)},
+                    preexec_fn=join_cgroup,
+                    stop_signal=signal.SIGINT,
+                )
+            )
+        except RuntimeError as error:  # a script: one message, no traceback
+            raise SystemExit(str(error)) from None
         yield srv
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _post(url: str, body: bytes, timeout: float) -> tuple[int | str, float]:

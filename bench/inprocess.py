@@ -27,7 +27,7 @@ from corpus import make_texts  # noqa: E402
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR  # noqa: E402
 from service.domain.scorer import Scorer  # noqa: E402
-from service.runtime import load_runtime  # noqa: E402
+from service.loaders.runtime import load_runtime  # noqa: E402
 
 LENGTHS = {"short": 200, "long": 2000}
 # Texts per round: (service, peer). The service needs enough work per round to time it well;

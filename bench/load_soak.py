@@ -24,17 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,11 +43,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
-from common import free_port, procfile_command  # noqa: E402 (the bench suite's shared helpers)
+from common import Server, launch_server  # noqa: E402 (the bench suite's shared helpers)
 
 from service.config import DEFAULT_SEEDS_DIR  # noqa: E402 (after the path set-up)
 from service.http.schemas import ProblemSchema, ScoreResponseSchema  # noqa: E402
-from service.reference_files import load_reference_directory  # noqa: E402
+from service.loaders.reference_files import load_reference_directory  # noqa: E402
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 60.0
@@ -63,31 +60,6 @@ Clients should close idle connections sooner, as HTTP client pools do, or retry.
 """
 
 # -- the server ---------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A running Procfile ``web`` command on a loopback port."""
-
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{HOST}:{self.port}"
-
-    def workers(self) -> list[psutil.Process]:
-        """The current worker processes (children of the gunicorn master)."""
-        try:
-            return psutil.Process(self.process.pid).children()
-        except psutil.NoSuchProcess:
-            return []
-
-    def log(self) -> str:
-        """Everything the server wrote so far."""
-        return self.log_path.read_text(errors="replace")
 
 
 def wait_for_workers(server: Server, count: int, timeout: float = 15.0) -> None:
@@ -108,47 +80,22 @@ def start_server(
     Rate limiting is off (one client address sends everything), draining is off
     (a quick stop) and workers are not recycled unless ``env`` says otherwise.
     """
-    port = free_port()
-    log_path = Path(tempfile.mkdtemp(prefix="discourse-bench-")) / "server.log"
-    full_env = {
-        **os.environ,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        # Command-line settings override the config file's bind 0.0.0.0: loopback only.
-        "GUNICORN_CMD_ARGS": f"--bind {HOST}:{port}",
+    settings = {
         "DISCOURSE_RATE_LIMIT_ENABLED": "false",
         "DISCOURSE_DRAIN_SECONDS": "0",
         "DISCOURSE_MAX_REQUESTS": "0",
         **(env or {}),
     }
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            procfile_command(), cwd=PROJECT_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = Server(process, port, log_path)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited with {process.returncode}:\n{server.log()[-3000:]}")
-            try:
-                if requests.get(server.base_url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server not ready after {ready_timeout} s:\n{server.log()[-3000:]}")
-            time.sleep(0.1)
+    log_path = Path(tempfile.mkdtemp(prefix="discourse-bench-")) / "server.log"
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(
+                launch_server(log_path, workers=workers, env=settings, ready_timeout=ready_timeout)
+            )
+        except RuntimeError as error:  # a script: one message, no traceback
+            raise SystemExit(str(error)) from None
         wait_for_workers(server, workers)
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # -- the requests -------------------------------------------------------------------------

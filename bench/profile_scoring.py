@@ -67,7 +67,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     from pyinstrument import Profiler
 
     from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
-    from service.runtime import load_runtime
+    from service.loaders.runtime import load_runtime
 
     scorer = load_runtime(DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR).scorer
     results = []

@@ -252,7 +252,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from service.artifacts import load_model
+    from service.loaders.artifacts import load_model
     from service.training.pipeline import evaluate
 
     if args.narrative is not None:
@@ -274,7 +274,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict_pairs(args: argparse.Namespace) -> int:
-    from service.artifacts import load_model
+    from service.loaders.artifacts import load_model
     from service.training.pipeline import write_predictions
 
     rows = write_predictions(load_model(_model_dir(args.model)), args.stances, args.bodies, args.out)

@@ -46,8 +46,8 @@ _WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THR
 
 def score_on_cluster(args: argparse.Namespace, model_dir: Path) -> int:
     """Run ``discourse score`` on Dask; returns the exit status (see :mod:`service.file_scoring`)."""
-    from service.artifacts import CARD_FILE
-    from service.runtime import load_runtime
+    from service.loaders.artifacts import CARD_FILE
+    from service.loaders.runtime import load_runtime
 
     if args.out is None:
         raise OutputError("--out FOLDER is needed with --workers or --scheduler (part files go there)")

@@ -234,11 +234,11 @@ def worker_runtime(model_dir: str, seeds_dir: str, model_sha256: str):
     """The runtime of this process for a model, loaded once and checked against ``model_sha256``
     (the sha256 of its ``card.json``, which pins the sha256 of every other file).
 
-    Raises :class:`service.artifacts.ArtifactError` when the artifact on this
+    Raises :class:`service.loaders.artifacts.ArtifactError` when the artifact on this
     machine is not the one the client planned with.
     """
-    from service.artifacts import CARD_FILE, ArtifactError
-    from service.runtime import load_runtime
+    from service.loaders.artifacts import CARD_FILE, ArtifactError
+    from service.loaders.runtime import load_runtime
 
     key = (model_dir, seeds_dir, model_sha256)
     with _RUNTIMES_LOCK:

@@ -68,7 +68,7 @@ def error_document(name: str, error: RowError) -> dict:
 
 def score_file(args: argparse.Namespace, model_dir: Path) -> int:
     """Run ``discourse score FILE`` in this process; returns the exit status."""
-    from service.runtime import load_runtime
+    from service.loaders.runtime import load_runtime
 
     source = None if args.file == STDIN else Path(args.file)
     name = STDIN if source is None else str(source)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shlex
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-import requests
 
-from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT, Settings
+from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, Settings
 from service.http.app import create_app
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
+from tests.server import Server, run_server
 
 
 @pytest.fixture(scope="session")
@@ -47,86 +41,38 @@ def client(app):
     return app.test_client()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def procfile_command() -> list[str]:
-    """The ``web:`` command of the Procfile, split into arguments, run by this interpreter's environment."""
-    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            command = shlex.split(line[len("web:") :].strip())
-            # `python` / `gunicorn` of the Procfile: the ones of this virtual environment.
-            command[0] = (
-                sys.executable if command[0] == "python" else str(Path(sys.executable).with_name(command[0]))
-            )
-            return command
-    raise AssertionError("Procfile has no web: line")
-
-
-class GunicornServer:
-    """A running Procfile command on a loopback port."""
-
-    def __init__(self, process: subprocess.Popen, port: int, log_path: Path) -> None:
-        self.process = process
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        self.process.send_signal(sig)
+GunicornServer = Server
+"""A running Procfile command on a loopback port (:class:`tests.server.Server`)."""
 
 
 @contextmanager
 def run_gunicorn(
     tmp_path: Path, env: dict[str, str] | None = None, workers: int = 2, ready_timeout: float = 30.0
-) -> Iterator[GunicornServer]:
+) -> Iterator[Server]:
     """Start the Procfile's web command with ``workers`` workers; stop it afterwards."""
-    port = free_port()
-    log_path = tmp_path / f"gunicorn-{port}.log"
-    full_env = {
-        **os.environ,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
+    settings = {
         # Loopback only.
         "DISCOURSE_HOST": "127.0.0.1",
         # No readiness drain on the fixture's own SIGTERM; drain tests set it explicitly.
         "DISCOURSE_DRAIN_SECONDS": "0",
         **(env or {}),
     }
-    command = procfile_command()
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = GunicornServer(process, port, log_path)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {process.returncode}:\n{server.log()}")
-            try:
-                if requests.get(server.base_url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn not ready after {ready_timeout} s:\n{server.log()}")
-            time.sleep(0.1)
+    log_path = tmp_path / f"gunicorn-{time.monotonic_ns()}.log"
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(
+                run_server(
+                    log_path,
+                    workers=workers,
+                    env=settings,
+                    ready_timeout=ready_timeout,
+                    wait_for_workers=False,
+                )
+            )
+        except RuntimeError as error:  # "gunicorn exited with 3" / "not ready after", with the whole log
+            what = str(error).splitlines()[0].removeprefix("server ")
+            raise AssertionError(f"gunicorn {what}:\n{log_path.read_text(errors='replace')}") from None
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture

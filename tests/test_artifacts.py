@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.artifacts import (
+from service.config import DEFAULT_MODEL_DIR, Settings
+from service.domain.stance import AveragedClassifier, DenseNetwork, TreeEnsemble
+from service.http.app import create_app
+from service.loaders.artifacts import (
     ARRAYS_FILE,
     CARD_FILE,
     ENCODER_FILE,
@@ -23,9 +26,6 @@ from service.artifacts import (
     sha256_of,
     write_arrays,
 )
-from service.config import DEFAULT_MODEL_DIR, Settings
-from service.domain.stance import AveragedClassifier, DenseNetwork, TreeEnsemble
-from service.http.app import create_app
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from service.config import Settings, SettingsError
 from service.http.app import create_app
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 TEXT = "NATO expansion threatens Russia's security. A new security architecture is needed."
 

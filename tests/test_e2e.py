@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.artifacts import ARRAYS_FILE
 from service.config import DEFAULT_MODEL_DIR
 from service.domain.stance import STANCE_LABELS
+from service.loaders.artifacts import ARRAYS_FILE
 
 pytestmark = pytest.mark.e2e
 

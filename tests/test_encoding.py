@@ -29,7 +29,7 @@ CORPUS = (
 @pytest.fixture(scope="module")
 def encoder() -> TextEncoder:
     """An encoder fitted on the six documents above, keeping every word."""
-    return TextEncoder.fit(CORPUS, tiny_encoder_config())
+    return TextEncoder.fit(CORPUS, config=tiny_encoder_config())
 
 
 def row_norms(matrix) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_fit_builds_vocabulary_idf_and_corpus_statistics(encoder: TextEncoder) -
 
 
 def test_word_min_df_drops_rare_words_but_keeps_lexicon_words() -> None:
-    encoder = TextEncoder.fit(CORPUS, EncoderConfig(char_hash_bits=12, word_min_df=2))
+    encoder = TextEncoder.fit(CORPUS, config=EncoderConfig(char_hash_bits=12, word_min_df=2))
     assert "managua" in encoder.index  # in two documents
     assert "sydney" not in encoder.index  # in one
     assert "hoax" in encoder.index  # in one, but a lexicon word
@@ -67,7 +67,7 @@ def test_word_min_df_drops_rare_words_but_keeps_lexicon_words() -> None:
 
 def test_fit_refuses_an_empty_corpus() -> None:
     with pytest.raises(ValueError, match="no documents"):
-        TextEncoder.fit([], tiny_encoder_config())
+        TextEncoder.fit([], config=tiny_encoder_config())
 
 
 def test_word_and_char_vectors_are_l2_normalised(encoder: TextEncoder) -> None:

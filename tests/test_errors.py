@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from service.artifacts import ArtifactError
 from service.config import SettingsError
 from service.corpus import CorpusError
 from service.domain.errors import DiscourseError
 from service.domain.scorer import UnknownReferenceError
 from service.domain.workload import LimitViolation, WorkLimitError
 from service.file_scoring import InputError
+from service.loaders.artifacts import ArtifactError
+from service.loaders.reference_files import ReferenceFileError
 from service.outputs import OutputError
-from service.reference_files import ReferenceFileError
 from service.textfiles import TextFileError
 from service.training.fnc import DataFormatError
 from service.training.process_pool import TrainingProcessError

@@ -9,7 +9,7 @@ from service.domain.evidence import Evidence, find_evidence
 from service.domain.normalization import normalize
 from service.domain.references import Claim, PreparedReference, Reference, prepare_reference
 from service.domain.text import split_sentences, tokenize
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 from tests.helpers import tiny_encoder_config
 
 BODY = (
@@ -25,7 +25,7 @@ def encoder() -> TextEncoder:
     """A tiny encoder fitted on the reference body and some other texts."""
     return TextEncoder.fit(
         [BODY, "A shark attacked a surfer at the beach.", "The boom was a hoax, experts said."],
-        tiny_encoder_config(),
+        config=tiny_encoder_config(),
     )
 
 

@@ -35,7 +35,8 @@ import pytest
 import requests
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT
-from tests.conftest import GunicornServer, free_port, procfile_command
+from tests.conftest import GunicornServer
+from tests.server import free_port, procfile_command
 
 # No rate limit (one client address sends everything), no drain (a quick stop),
 # no worker recycling (so that a new worker pid means a replaced, killed one).
@@ -272,20 +273,6 @@ def start_clients(server: GunicornServer, count: int, pause: float, size_of: Cal
     return Clients(log, threads, stop)
 
 
-def worker_pids(server: GunicornServer) -> set[int]:
-    """The pids of the server's current workers."""
-    return {p.pid for p in psutil.Process(server.process.pid).children()}
-
-
-def wait_for_workers(server: GunicornServer, count: int, timeout: float = 10.0) -> set[int]:
-    """The worker pids once ``count`` workers run."""
-    deadline = time.monotonic() + timeout
-    while len(pids := worker_pids(server)) != count:
-        assert time.monotonic() < deadline, f"{len(pids)} workers, expected {count}"
-        time.sleep(0.05)
-    return pids
-
-
 def healthy(server: GunicornServer) -> bool:
     """/readyz is 200 and a request is scored correctly, quickly."""
     try:
@@ -352,7 +339,7 @@ def post_on(connection: http.client.HTTPConnection, body: dict) -> Sent:
 def test_a_killed_worker_costs_only_its_requests_in_flight(gunicorn) -> None:
     """SIGKILL the worker scoring a heavy batch under light load: only its requests fail; healthy in 5 s."""
     with gunicorn(workers=2, env=ENV) as server:
-        before = wait_for_workers(server, 2)
+        before = server.wait_for_workers(2)
         light = start_clients(server, 3, pause=0.05, size_of=lambda n: 1 + n % 4)
         heavy: dict[str, object] = {}
         connection, client_port = open_connection(server)
@@ -369,7 +356,7 @@ def test_a_killed_worker_costs_only_its_requests_in_flight(gunicorn) -> None:
         os.kill(busiest, signal.SIGKILL)
         recovered_at = None
         while time.monotonic() - killed_at < 3 * RECOVERY_LIMIT:
-            pids = worker_pids(server)
+            pids = server.worker_set()
             if busiest not in pids and len(pids) == 2 and healthy(server):
                 recovered_at = time.monotonic()
                 break
@@ -377,7 +364,7 @@ def test_a_killed_worker_costs_only_its_requests_in_flight(gunicorn) -> None:
         thread.join(timeout=60)
         time.sleep(1.0)  # light load after the recovery too
         log = light.join()
-        after = worker_pids(server)
+        after = server.worker_set()
         server_log = server.log()
 
     assert recovered_at is not None and recovered_at - killed_at < RECOVERY_LIMIT

@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import psutil
 import pytest
 import requests
 from flask.testing import FlaskClient
@@ -377,25 +376,11 @@ def chunked(payload: bytes, size: int = 65536) -> bytes:
     return b"".join(pieces) + b"0\r\n\r\n"
 
 
-def worker_pids(server: GunicornServer) -> set[int]:
-    """The pids of the server's current worker processes."""
-    return {child.pid for child in psutil.Process(server.process.pid).children()}
-
-
-def wait_for_workers(server: GunicornServer, count: int, timeout: float = 10.0) -> set[int]:
-    """The worker pids once ``count`` workers run (the server is ready with the first one)."""
-    deadline = time.monotonic() + timeout
-    while len(pids := worker_pids(server)) != count:
-        assert time.monotonic() < deadline, f"{len(pids)} workers, expected {count}"
-        time.sleep(0.05)
-    return pids
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     """One real server (2 workers) for the module's cases; it must end with the workers it started with."""
     with run_gunicorn(tmp_path_factory.mktemp("hostile"), env=SERVER_ENV, workers=WORKERS) as running:
-        running.initial_workers = wait_for_workers(running, WORKERS)  # type: ignore[attr-defined]
+        running.initial_workers = running.wait_for_workers(WORKERS)  # type: ignore[attr-defined]
         yield running
 
 
@@ -404,7 +389,7 @@ def assert_healthy(server: GunicornServer) -> None:
     response = requests.post(server.base_url + "/v1/score", json=NORMAL, timeout=10)
     assert response.status_code == 200
     assert [r["id"] for r in response.json()["results"]] == ["a", "b"]
-    assert worker_pids(server) == server.initial_workers  # type: ignore[attr-defined]
+    assert server.worker_set() == server.initial_workers  # type: ignore[attr-defined]
     log = server.log()
     assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
 

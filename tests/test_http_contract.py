@@ -16,7 +16,7 @@ from service.config import Settings
 from service.domain.errors import DiscourseError
 from service.domain.stance import STANCE_LABELS
 from service.http.app import create_app
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail"}
 ON_TOPIC = "NATO expansion is a threat to Russia's security. The Euro-Atlantic security order has failed."
@@ -541,6 +541,16 @@ def test_openapi_documents_the_configured_limits(limited: FlaskClient) -> None:
     assert schemas["TextInput"]["properties"]["text"]["maxLength"] == MAX_CHARS
     assert f"at most {MAX_TEXTS}," in schemas["ScoreRequest"]["properties"]["texts"]["description"]
     assert f"{MAX_BODY} bytes" in spec["info"]["description"]
+
+
+def test_every_schema_and_field_of_the_api_is_described(spec: dict) -> None:
+    """/docs explains each schema (its docstring) and each field (its description)."""
+    for name, schema in spec["components"]["schemas"].items():
+        if name == "PaginationMetadata":  # flask-smorest's own, unused by this API
+            continue
+        assert schema.get("description"), name
+        for field, prop in schema.get("properties", {}).items():
+            assert prop.get("description"), f"{name}.{field}"
 
 
 def test_openapi_examples_conform_to_their_schemas(spec: dict) -> None:

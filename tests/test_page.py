@@ -17,7 +17,7 @@ from service.config import DEFAULT_MODEL_DIR, Settings
 from service.http.app import create_app
 from service.http.page_downloads import FORMULA_TRIGGERS, csv_header, escape_formula, results_csv
 from service.http.views.page import CONTENT_SECURITY_POLICY, highlight, similarity_sentence
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 from tests.page_support import (
     SECOND_REFERENCE_ID,
     SECOND_REFERENCE_TITLE,

@@ -20,7 +20,7 @@ CLAIMS = (
 @pytest.fixture(scope="module")
 def encoder() -> TextEncoder:
     """An encoder fitted on the shared tiny corpus."""
-    return TextEncoder.fit(CORPUS, tiny_encoder_config())
+    return TextEncoder.fit(CORPUS, config=tiny_encoder_config())
 
 
 def features_of(

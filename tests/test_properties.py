@@ -31,7 +31,7 @@ from service.domain.scorer import TextScore
 from service.domain.stance import STANCE_LABELS
 from service.domain.text import split_sentences, tokenize
 from service.http.schemas import WARNING_CODES as SCHEMA_WARNING_CODES
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 # Hypothesis draws many examples per test, so the runtime is loaded here once
 # instead of through a fixture (the shipped model and references, as the fixture).

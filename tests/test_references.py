@@ -9,7 +9,7 @@ import pytest
 from service.config import DEFAULT_SEEDS_DIR
 from service.domain.encoding import TextEncoder
 from service.domain.references import DERIVED_CLAIMS, Reference, derive_claims, prepare_reference
-from service.reference_files import (
+from service.loaders.reference_files import (
     MAX_CLAIMS,
     ReferenceFileError,
     load_reference_directory,
@@ -56,7 +56,7 @@ def write(path: Path, text: str) -> Path:
 def encoder() -> TextEncoder:
     """A tiny encoder fitted on the reference body and a few other texts."""
     return TextEncoder.fit(
-        [BODY, "A shark attacked a surfer.", "The meteorite crater was a hoax."], tiny_encoder_config()
+        [BODY, "A shark attacked a surfer.", "The meteorite crater was a hoax."], config=tiny_encoder_config()
     )
 
 

@@ -30,7 +30,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, Settings
 from service.http.app import create_app
-from service.runtime import load_runtime
+from service.loaders.runtime import load_runtime
 
 SETTINGS = Settings(rate_limit_enabled=False)
 APP = create_app(SETTINGS, runtime=load_runtime(DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR))

@@ -9,7 +9,7 @@ import pytest
 
 from service.domain.scorer import MIN_WORDS, Scorer, TextScore, UnknownReferenceError
 from service.domain.stance import STANCE_LABELS
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 ON_TOPIC = (
     "NATO expansion threatened Russia, and the Euro-Atlantic security order has failed; Russia and China "

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from service.config import PROJECT_ROOT
-from tests.conftest import free_port
+from tests.server import free_port
 
 STAMP = PROJECT_ROOT / ".venv" / ".serve-stamp"
 

@@ -26,7 +26,7 @@ from service.config import (
     cors_origin,
     platform_int,
 )
-from tests.conftest import free_port, procfile_command
+from tests.server import free_port, procfile_command
 
 KEY = "k" * MIN_KEY_CHARS
 

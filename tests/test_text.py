@@ -26,7 +26,7 @@ def test_importing_the_domain_does_not_import_flask() -> None:
         "import sys\n"
         "import service.domain.scorer, service.domain.evidence, service.domain.references\n"
         "import service.domain.pair_features, service.domain.stance, service.domain.text\n"
-        "import service.artifacts, service.reference_files, service.runtime\n"
+        "import service.loaders.artifacts, service.loaders.reference_files, service.loaders.runtime\n"
         "web = ('flask', 'werkzeug', 'service.http')\n"
         "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in web or m.startswith(web))))\n"
     )

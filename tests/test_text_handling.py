@@ -15,7 +15,7 @@ import pytest
 from service.domain.normalization import normalize
 from service.domain.scorer import Scorer, TextScore
 from service.domain.text import split_sentences
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 AGREE = (
     "NATO expansion threatened the security of Russia, and the post-Cold War Euro-Atlantic security "

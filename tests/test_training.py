@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from service.artifacts import ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE, ENCODER_FILE, load_model
 from service.config import DEFAULT_MODEL_DIR
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.stance import STANCE_LABELS
+from service.loaders.artifacts import ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE, ENCODER_FILE, load_model
 from service.training.fnc import (
     DataFormatError,
     PairSet,

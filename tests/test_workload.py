@@ -10,7 +10,7 @@ import pytest
 from service.domain import workload
 from service.domain.scorer import Scorer
 from service.domain.workload import WorkLimitError, WorkLimits, char_chunks, text_chunks
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 ENGLISH = (
     "NATO expansion threatens Russia's security, the minister said. Analysts disagree. "

@@ -8,6 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+__all__ = [
+    "hashed_char_wb_counts",
+]
+
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
 
 

@@ -11,7 +11,7 @@ scorer needs, from a single tokenising pass per text:
   of the lexicons in :mod:`service.domain.lexicon`.
 
 The fitted state is a vocabulary, two IDF arrays and an :class:`EncoderConfig`:
-plain data that :mod:`service.artifacts` stores as JSON and ``.npy`` arrays.
+plain data that :mod:`service.loaders.artifacts` stores as JSON and ``.npy`` arrays.
 """
 
 from __future__ import annotations
@@ -28,16 +28,23 @@ from service.domain.char_hashing import hashed_char_wb_counts
 from service.domain.lexicon import LEXICONS, NEGATING
 from service.domain.normalization import NormalizedText, normalize
 from service.domain.sparse_rows import (
-    _count_matrix,
-    _nonzero_csr,
-    _normalize_rows,
-    _owner_matrix,
-    _select_rows,
-    _share,
+    nonzero_csr,
+    normalize_rows,
+    pair_counts,
+    select_rows,
+    summing_matrix,
+    weighted_shares,
 )
 from service.domain.text import WORD_PATTERN, Span, split_sentences
 from service.domain.vectors import EncodedTexts, blend_cosines, cross
 from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
+
+__all__ = [
+    "LEXICON_NAMES",
+    "EncoderConfig",
+    "TextEncoder",
+    "char_hasher",
+]
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICONS)
 # Characters that separate the items of a keyword list.
@@ -173,11 +180,30 @@ class TextEncoder:
     # -- fitting -----------------------------------------------------------
 
     @classmethod
-    def fit(cls, documents: Iterable[str], config: EncoderConfig | None = None) -> TextEncoder:
+    def fit(cls, documents: Iterable[str], *, config: EncoderConfig | None = None) -> TextEncoder:
         """Fit the vocabulary and both IDF arrays on ``documents``.
 
         Lexicon words always enter the vocabulary, so the stance features see
         them even if the corpus does not.
+
+        Parameters
+        ----------
+        documents:
+            The background corpus, plain text (normalised as :func:`normalize` does).
+        config:
+            Tokenising and weighting settings; ``None``: :class:`EncoderConfig` defaults.
+
+        Returns
+        -------
+        TextEncoder
+            A vocabulary of at most ``config.word_max_features`` corpus terms plus the
+            lexicon words, their word IDF ``(V,)`` and the character IDF
+            ``(2**config.char_hash_bits,)``, smoothed (``log((1 + n) / (1 + df)) + 1``).
+
+        Raises
+        ------
+        ValueError
+            ``documents`` is empty.
         """
         config = config or EncoderConfig()
         docs = [normalize(d).text for d in documents]
@@ -207,25 +233,43 @@ class TextEncoder:
     def encode(
         self,
         texts: Sequence[str | NormalizedText],
+        *,
         limits: WorkLimits | None = None,
         checkpoint: Checkpoint = no_checkpoint,
-        *,
         claims: bool = False,
     ) -> EncodedTexts:
         """Encode ``texts`` (any strings, including empty ones) in one batch.
 
-        Strings are read as plain text through :func:`normalize`; pass
-        :class:`NormalizedText` objects for HTML or Markdown. Sentence offsets
-        in the result index the normalised texts (``normalized[i].text``).
-        With ``claims=True`` (claims and headlines: one statement each, often in
-        title case) no sentence is taken for a keyword list; repeats still count once.
-
         Sentences without a word token are left out of the per-sentence data (they
         add nothing to any feature; the lead sentences still count them, so the
-        result is the same as if they were kept). Raises
-        :class:`~service.domain.workload.WorkLimitError` if the texts exceed
-        ``limits``, before any per-sentence array is built; ``checkpoint`` is
-        called every few texts and between steps, and may raise to stop.
+        result is the same as if they were kept).
+
+        Parameters
+        ----------
+        texts:
+            ``n`` texts. Strings are read as plain text through :func:`normalize`; pass
+            :class:`NormalizedText` objects for HTML or Markdown.
+        limits:
+            Sentences and words allowed per text and per call, checked while tokenising,
+            before any per-sentence array is built; ``None``: no limit.
+        checkpoint:
+            Called every few texts and between steps; may raise to stop the work.
+        claims:
+            The texts are claims or headlines (one statement each, often in title case):
+            no sentence is taken for a keyword list; repeats still count once.
+
+        Returns
+        -------
+        EncodedTexts
+            Every representation, one row per text in input order: word and character
+            TF-IDF (``(n, V)`` and ``(n, 2**char_hash_bits)``, L2-normalised), lead, term
+            presence, BM25, negated terms, lexicon counts ``(n, L)``, token counts ``(n,)``,
+            and per-sentence word vectors ``(S, V)`` with offsets into ``normalized[i].text``.
+
+        Raises
+        ------
+        WorkLimitError
+            The texts exceed ``limits``.
         """
         cfg = self.config
         n_texts = len(texts)
@@ -293,22 +337,22 @@ class TextEncoder:
         )
         weighted = bool((weights != 1.0).any())
 
-        sentence_counts = _count_matrix(token_sentence[known], ids[known], n_sentences, n_terms)
+        sentence_counts = pair_counts(token_sentence[known], ids[known], n_sentences, n_terms)
         # Text-level counts: sum the sentence rows of each text. Keyword lists and repeats count
         # less: each term's saturated frequency is scaled by the weighted share of its
         # occurrences, and the row norm is that of the unweighted vector.
         # A repeated sentence counts once: its repeats are left out of the sums altogether.
         kept = None if not repeated.any() else (~repeated).astype(np.float64)
-        owner_matrix = _owner_matrix(owner, n_texts, kept)
-        owner_weighted = _owner_matrix(owner, n_texts, weights) if weighted else None
+        owner_matrix = summing_matrix(owner, n_texts, kept)
+        owner_weighted = summing_matrix(owner, n_texts, weights) if weighted else None
         counts = (owner_matrix @ sentence_counts).tocsr()
-        share = _share(owner_weighted, sentence_counts, counts)
+        share = weighted_shares(owner_weighted, sentence_counts, counts)
         lead_rows = np.asarray(sentence_rank, dtype=np.int64) < cfg.lead_sentences
-        lead_sentences = _select_rows(sentence_counts, lead_rows)
-        lead_owner = _owner_matrix(owner[lead_rows], n_texts, None if kept is None else kept[lead_rows])
+        lead_sentences = select_rows(sentence_counts, lead_rows)
+        lead_owner = summing_matrix(owner[lead_rows], n_texts, None if kept is None else kept[lead_rows])
         lead_counts = (lead_owner @ lead_sentences).tocsr()
-        lead_weighted = _owner_matrix(owner[lead_rows], n_texts, weights[lead_rows]) if weighted else None
-        lead_share = _share(lead_weighted, lead_sentences, lead_counts)
+        lead_weighted = summing_matrix(owner[lead_rows], n_texts, weights[lead_rows]) if weighted else None
+        lead_share = weighted_shares(lead_weighted, lead_sentences, lead_counts)
 
         n_tokens = np.bincount(owner, weights=per_sentence, minlength=n_texts)
         n_known = np.bincount(token_sentence[known], minlength=n_sentences)
@@ -330,8 +374,10 @@ class TextEncoder:
             piece_kept = np.ones(len(sentence_of))
             piece_kept[has_words] = ~repeated[sentence_of[has_words]]
             piece_chars = self._char_counts(char_texts)
-            char_counts = (_owner_matrix(pieces_owner, n_texts, piece_kept) @ piece_chars).tocsr()
-            char_share = _share(_owner_matrix(pieces_owner, n_texts, piece_weights), piece_chars, char_counts)
+            char_counts = (summing_matrix(pieces_owner, n_texts, piece_kept) @ piece_chars).tocsr()
+            char_share = weighted_shares(
+                summing_matrix(pieces_owner, n_texts, piece_weights), piece_chars, char_counts
+            )
         else:  # the same sums, counted straight into text rows
             char_counts, char_share = self._char_counts(char_texts, pieces_owner, n_texts), None
 
@@ -407,10 +453,19 @@ class TextEncoder:
         return weights, repeated
 
     def similarity(self, a: EncodedTexts, b: EncodedTexts) -> np.ndarray:
-        """TF-IDF cosine of every text of ``a`` with every text of ``b``: shape (len(a), len(b)).
+        """TF-IDF cosine of every text of ``a`` with every text of ``b``.
 
-        A weighted mean of the word and character cosines, which equals the
-        cosine of the concatenated, weighted vectors; in [0, 1].
+        Parameters
+        ----------
+        a, b:
+            Texts encoded by this encoder.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(len(a), len(b))``, float64 in [0, 1]: the word and character cosines'
+            mean weighted by ``config.char_weight`` (:func:`blend_cosines`), which equals the
+            cosine of the concatenated, weighted vectors.
         """
         return blend_cosines(cross(a.word, b, "word"), cross(a.char, b, "char"), self.config.char_weight)
 
@@ -438,11 +493,11 @@ class TextEncoder:
         """
         values = self._saturate(counts.data) * idf[counts.indices]
         if share is None:
-            return _normalize_rows(_nonzero_csr(values, counts))
+            return normalize_rows(nonzero_csr(values, counts))
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
         norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=counts.shape[0]))
         norms[norms == 0] = 1.0
-        return _nonzero_csr(values * share / norms[rows], counts)
+        return nonzero_csr(values * share / norms[rows], counts)
 
     def _char_counts(
         self, texts: Sequence[str], rows: np.ndarray | None = None, n_rows: int | None = None
@@ -477,12 +532,12 @@ class TextEncoder:
                 texts, cfg.char_ngram_min, cfg.char_ngram_max, size, rows=rows, n_rows=n_rows
             )
         except UnicodeEncodeError:  # lone surrogates: let scikit-learn raise or cope as it does
-            return (_owner_matrix(np.asarray(rows), n_rows) @ self._hasher.transform(texts)).tocsr()
+            return (summing_matrix(np.asarray(rows), n_rows) @ self._hasher.transform(texts)).tocsr()
 
     def _presence(self, counts: sp.csr_matrix, share: np.ndarray | None) -> sp.csr_matrix:
         # A term met only in keyword lists is a partial presence.
         presence = self.content_mask[counts.indices]
-        return _nonzero_csr(presence if share is None else presence * share, counts)
+        return nonzero_csr(presence if share is None else presence * share, counts)
 
     def _bm25(self, counts: sp.csr_matrix, n_tokens: np.ndarray, share: np.ndarray | None) -> sp.csr_matrix:
         k1, b = self.config.bm25_k1, self.config.bm25_b
@@ -490,7 +545,7 @@ class TextEncoder:
         norm = k1 * (1.0 - b + b * n_tokens[rows] / max(self.avg_tokens, 1.0))
         tf = counts.data
         values = self._content_idf[counts.indices] * tf * (k1 + 1.0) / (tf + norm)
-        return _nonzero_csr(values if share is None else values * share, counts)
+        return nonzero_csr(values if share is None else values * share, counts)
 
     def _negated_terms(
         self,
@@ -511,8 +566,8 @@ class TextEncoder:
         window_start = np.maximum(positions - self.config.negation_window, sentence_first)
         follows_negation = (negations_before[positions] - negations_before[window_start]) > 0
         keep = follows_negation & (ids != n_terms)
-        matrix = _count_matrix(owner[token_sentence[keep]], ids[keep], n_texts, n_terms)
-        return _nonzero_csr(self.content_mask[matrix.indices], matrix)
+        matrix = pair_counts(owner[token_sentence[keep]], ids[keep], n_texts, n_terms)
+        return nonzero_csr(self.content_mask[matrix.indices], matrix)
 
     def idf_of(self, term_indices: np.ndarray) -> np.ndarray:
         """Content-word IDF of the given vocabulary columns (0 for stop words)."""

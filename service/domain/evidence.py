@@ -12,6 +12,14 @@ from service.domain.references import PreparedReference
 from service.domain.vectors import EncodedTexts, cross
 from service.domain.workload import text_chunks
 
+__all__ = [
+    "Evidence",
+    "PassageMatch",
+    "SharedTerm",
+    "best_passages",
+    "find_evidence",
+]
+
 
 @dataclass(frozen=True)
 class PassageMatch:
@@ -50,6 +58,7 @@ def find_evidence(
     encoder: TextEncoder,
     texts: EncodedTexts,
     reference: PreparedReference,
+    *,
     max_passages: int = 3,
     max_terms: int = 10,
 ) -> list[Evidence]:
@@ -58,6 +67,27 @@ def find_evidence(
     Sparse products compare every sentence of the batch with every passage
     of the reference, so the cost grows linearly with the total length of
     the texts; they run over chunks of sentences (:func:`best_passages`).
+
+    Parameters
+    ----------
+    encoder:
+        The encoder that encoded ``texts`` and the reference.
+    texts:
+        The encoded texts, with their sentences.
+    reference:
+        The prepared reference, with its encoded passages.
+    max_passages:
+        Most passages kept per text, the closest first.
+    max_terms:
+        Most shared terms kept per text, the largest share of the word cosine first.
+
+    Returns
+    -------
+    list of Evidence
+        One per text, in order: its sentences with the closest reference passage
+        (code point offsets into the text as normalised and into the reference body,
+        end exclusive; TF-IDF cosine in [0, 1]) and the shared terms with their share
+        of the word cosine.
     """
     best_passage, best_sim = best_passages(texts, reference)
     # Contribution of each term to the word cosine: product of the two weights.

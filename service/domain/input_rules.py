@@ -23,6 +23,19 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Iterable
 
+__all__ = [
+    "BLANK_TEXT",
+    "DUPLICATE_IDS",
+    "MAX_ID_CHARS",
+    "NOT_BLANK_PATTERN",
+    "assign_ids",
+    "default_id",
+    "duplicate_ids",
+    "id_problem",
+    "is_blank",
+    "text_problem",
+]
+
 MAX_ID_CHARS = 256
 """Longest id, in characters."""
 

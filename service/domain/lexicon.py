@@ -8,6 +8,14 @@ produces them (so "didn't" appears as "didn").
 
 from __future__ import annotations
 
+__all__ = [
+    "ASSERTING",
+    "HEDGING",
+    "LEXICONS",
+    "NEGATING",
+    "REFUTING",
+]
+
 REFUTING: frozenset[str] = frozenset(
     """
     fake fakes faked fraud fraudulent hoax hoaxes false falsely deny denies denied

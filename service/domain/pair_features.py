@@ -16,15 +16,23 @@ from service.domain.stance import RELATED_LABELS
 from service.domain.vectors import EncodedTexts, cross
 from service.domain.workload import text_chunks
 
-_PAIR = (
+__all__ = [
+    "FEATURE_NAMES",
+    "SIMILARITY_FEATURES",
+    "compute_pair_features",
+    "sentence_level_features",
+]
+
+SIMILARITY_FEATURES: tuple[str, ...] = (
     "cos_word",
     "cos_char",
     "coverage",
     "bm25",
     "max_sentence_cos",
     "lead_cos",
-    "negated_coverage",
 )
+"""The features that measure how much text and claim share (cosines, coverage, BM25)."""
+_PAIR = (*SIMILARITY_FEATURES, "negated_coverage")
 _NEAR = tuple(f"{name}_near_claim" for name in LEXICON_NAMES)
 # A text that denies what the claim asserts (or asserts what it denies) uses the
 # lexicons differently from the claim: per lexicon, the count near the claim's

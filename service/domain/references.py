@@ -10,6 +10,15 @@ from service.domain.encoding import TextEncoder
 from service.domain.text import Span
 from service.domain.vectors import EncodedTexts
 
+__all__ = [
+    "DERIVED_CLAIMS",
+    "Claim",
+    "PreparedReference",
+    "Reference",
+    "derive_claims",
+    "prepare_reference",
+]
+
 DERIVED_CLAIMS = 5
 """How many claims :func:`derive_claims` makes for a reference that states none."""
 
@@ -58,7 +67,28 @@ class PreparedReference:
 
 
 def prepare_reference(reference: Reference, encoder: TextEncoder) -> PreparedReference:
-    """Encode a reference's body, passages and claims (deriving claims if it has none)."""
+    """Encode a reference's body, passages and claims (deriving claims if it has none).
+
+    Parameters
+    ----------
+    reference:
+        The reference as read from its file.
+    encoder:
+        The model's encoder.
+
+    Returns
+    -------
+    PreparedReference
+        The reference with its claims (stated, or derived: the title and the body
+        sentences closest to the body), the claims' origin, and the encoded body
+        (one row), claims (one row each) and passages.
+
+    Raises
+    ------
+    ValueError
+        The body, or a claim, has no word the encoder counts (the message names the
+        reference and the claims).
+    """
     body = encoder.encode([reference.body])
     if body.n_tokens[0] == 0:
         raise ValueError(f"reference {reference.id!r}: the body has no words")

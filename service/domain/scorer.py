@@ -18,6 +18,21 @@ from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stan
 from service.domain.vectors import blend_cosines
 from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
 
+__all__ = [
+    "MIN_KNOWN_FRACTION",
+    "MIN_LINK_FRACTION",
+    "MIN_LISTED_FRACTION",
+    "MIN_WORDS",
+    "MISMATCH_MIN_PROBABILITY",
+    "MISMATCH_MIN_WORDS",
+    "ClaimScore",
+    "Scorer",
+    "Stance",
+    "TextScore",
+    "TextWarning",
+    "UnknownReferenceError",
+]
+
 MIN_WORDS = 8
 """Below this many words a text is flagged as too short to judge."""
 MIN_KNOWN_FRACTION = 0.5
@@ -127,10 +142,10 @@ class Scorer:
     def score(
         self,
         texts: Sequence[str | NormalizedText],
+        *,
         ids: Sequence[str] | None = None,
         reference_id: str | None = None,
         explain: bool = False,
-        *,
         formats: Sequence[str] | str = "text",
         limits: WorkLimits | None = None,
         checkpoint: Checkpoint = no_checkpoint,
@@ -184,7 +199,7 @@ class Scorer:
             t if isinstance(t, NormalizedText) else normalize(t, f)
             for t, f in zip(texts, formats, strict=True)
         ]
-        encoded = self.encoder.encode(normalized, limits, checkpoint)
+        encoded = self.encoder.encode(normalized, limits=limits, checkpoint=checkpoint)
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
         checkpoint()
         languages = self.languages.identify([n.text for n in normalized])

@@ -6,6 +6,15 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+__all__ = [
+    "nonzero_csr",
+    "normalize_rows",
+    "pair_counts",
+    "select_rows",
+    "summing_matrix",
+    "weighted_shares",
+]
+
 # -- fast exact equivalents of scikit-learn steps ----------------------------------
 
 
@@ -14,7 +23,7 @@ from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 # which is most of the cost of encoding a single short text.
 
 
-def _share(
+def weighted_shares(
     weighted_owner: sp.csr_matrix | None, sentence_rows: sp.csr_matrix, counts: sp.csr_matrix
 ) -> np.ndarray | None:
     """For each entry of ``counts`` (the unweighted sums of ``sentence_rows``), the weighted
@@ -31,7 +40,7 @@ def _share(
     return np.asarray(weighted[rows, counts.indices], dtype=np.float64).ravel() / counts.data
 
 
-def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
+def pair_counts(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
     """How often each (row, column) pair occurs, as canonical CSR (sorted, summed; float64).
 
     The matrix ``csr_matrix((ones, (rows, columns)))`` followed by ``sum_duplicates()`` gives.
@@ -44,7 +53,7 @@ def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns:
     )
 
 
-def _owner_matrix(owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> sp.csr_matrix:
+def summing_matrix(owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> sp.csr_matrix:
     """(n_texts, len(owner)) with ``weights[s]`` (default 1) at (owner[s], s): sums sentence rows
     into text rows.
 
@@ -57,7 +66,7 @@ def _owner_matrix(owner: np.ndarray, n_texts: int, weights: np.ndarray | None = 
     return sp.csr_matrix((data, np.arange(n_sentences, dtype=np.int32), indptr), shape=(n_texts, n_sentences))
 
 
-def _select_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+def select_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     """``matrix[keep]`` for a boolean row mask, entries in the same order."""
     row_nnz = np.diff(matrix.indptr)
     entries = np.repeat(keep, row_nnz)
@@ -68,7 +77,7 @@ def _select_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     )
 
 
-def _nonzero_csr(data: np.ndarray, like: sp.csr_matrix) -> sp.csr_matrix:
+def nonzero_csr(data: np.ndarray, like: sp.csr_matrix) -> sp.csr_matrix:
     """A new CSR matrix with ``like``'s structure and ``data``, exact zeros dropped.
 
     What ``m = like.copy(); m.data = data; m.eliminate_zeros()`` gives.
@@ -82,7 +91,7 @@ def _nonzero_csr(data: np.ndarray, like: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix((data[keep], like.indices[keep], indptr), shape=like.shape)
 
 
-def _normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+def normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """L2-normalise the rows of ``matrix`` in place; empty rows stay empty.
 
     The kernel that ``sklearn.preprocessing.normalize`` runs on a CSR matrix,

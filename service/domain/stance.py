@@ -18,6 +18,19 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+__all__ = [
+    "RELATED_LABELS",
+    "STANCE_LABELS",
+    "AveragedClassifier",
+    "Classifier",
+    "DenseNetwork",
+    "StanceModel",
+    "TreeEnsemble",
+    "WordingModel",
+    "as_label_indices",
+    "combine_claim_stances",
+]
+
 STANCE_LABELS: tuple[str, ...] = ("agree", "disagree", "discuss", "unrelated")
 """The four stance labels, in the column order of every probability array."""
 

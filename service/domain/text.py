@@ -10,6 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = [
+    "WORD_PATTERN",
+    "Span",
+    "split_sentences",
+    "tokenize",
+]
+
 # Word tokens: runs of two or more word characters, as scikit-learn's default
 # token pattern, but computed here once so that offsets can be kept.
 WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")

@@ -11,6 +11,13 @@ import scipy.sparse as sp
 from service.domain.normalization import NormalizedText
 from service.domain.text import Span
 
+__all__ = [
+    "DENSE_FACTOR_ROWS",
+    "EncodedTexts",
+    "blend_cosines",
+    "cross",
+]
+
 
 @dataclass
 class EncodedTexts:

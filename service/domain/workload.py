@@ -19,6 +19,19 @@ import numpy as np
 
 from service.domain.errors import DiscourseError
 
+__all__ = [
+    "CHAR_CHUNK",
+    "SENTENCE_CHUNK_ROWS",
+    "Checkpoint",
+    "LimitViolation",
+    "WorkCounter",
+    "WorkLimitError",
+    "WorkLimits",
+    "char_chunks",
+    "no_checkpoint",
+    "text_chunks",
+]
+
 Checkpoint = Callable[[], None]
 """Called between scoring stages; raises (any exception) to stop the work."""
 

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import http
+import inspect
+from typing import Any
 
+from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
 from service.http.problems import PROBLEM_MEDIA_TYPE
 from service.http.schemas import ProblemSchema
+
+
+class SchemaDocstringPlugin(BasePlugin):
+    """Puts each marshmallow schema's docstring in its OpenAPI component as ``description``.
+
+    apispec reads a schema's description only from ``Meta.description``; the docstring is
+    where this project writes it, so ``/docs`` shows it without writing it twice.
+    """
+
+    def schema_helper(self, name: str, definition: dict, **kwargs: Any) -> dict | None:
+        """The ``description`` of the schema's class docstring, if it has one."""
+        schema = kwargs.get("schema")
+        kind = schema if isinstance(schema, type) else type(schema)
+        ours = schema is not None and kind.__module__.startswith("service.")
+        doc = inspect.getdoc(kind) if ours and kind.__doc__ else None
+        return {"description": doc} if doc else None
 
 
 class ProblemApi(Api):

@@ -11,13 +11,13 @@ from service import __version__
 from service.config import Settings
 from service.http import access, observability
 from service.http.admission import Admission
-from service.http.api import ProblemApi
+from service.http.api import ProblemApi, SchemaDocstringPlugin
 from service.http.body import check_json_body, init_admission
 from service.http.errors import error_response
 from service.http.examples import document_examples
 from service.http.schemas import score_request_schema
 from service.http.views import health, models, page, references, scoring
-from service.runtime import Runtime, load_runtime
+from service.loaders.runtime import Runtime, load_runtime
 
 log = logging.getLogger("discourse.app")
 
@@ -72,7 +72,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.before_request(check_json_body)
     init_admission(app)
 
-    api = ProblemApi(app, spec_kwargs={"extra_plugins": [access.SecurityPlugin(settings)]})
+    api = ProblemApi(
+        app, spec_kwargs={"extra_plugins": [access.SecurityPlugin(settings), SchemaDocstringPlugin()]}
+    )
     # The request contract with this app's limits: the API and the web page load bodies with it.
     request_schema = score_request_schema(settings)
     app.extensions["discourse.request_schema"] = request_schema

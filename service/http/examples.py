@@ -15,7 +15,7 @@ from apispec import APISpec
 from service.http.schemas import ScoreResponseSchema
 from service.http.views.health import readiness
 from service.http.views.references import describe
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 SCORE_REQUEST_EXAMPLE: dict[str, Any] = {
     "texts": [

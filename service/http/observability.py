@@ -41,7 +41,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from service.config import Settings
 from service.http import telemetry
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 # Before any metric value exists: multiprocess files get their blocks allocated (no SIGBUS when full).
 telemetry.install_allocation_guard()

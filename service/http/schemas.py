@@ -136,7 +136,7 @@ def score_request_schema(settings: Settings) -> Schema:
         )
 
     class ScoreRequestSchema(Schema):
-        """Body of ``POST /v1/score``. Unknown fields are rejected; a request over a limit is refused
+        """Body of `POST /v1/score`. Unknown fields are rejected; a request over a limit is refused
         whole (nothing is truncated)."""
 
         texts = BoundedList(
@@ -170,19 +170,25 @@ def score_request_schema(settings: Settings) -> Schema:
 
 
 class ReferenceBriefSchema(Schema):
-    id = fields.String(required=True)
-    title = fields.String(required=True)
+    """The reference a response was scored against."""
+
+    id = fields.String(required=True, metadata={"description": "Reference id."})
+    title = fields.String(required=True, metadata={"description": "Reference title."})
 
 
 class ModelBriefSchema(Schema):
-    id = fields.String(required=True)
-    version = fields.String(required=True)
+    """The model that scored a response."""
+
+    id = fields.String(required=True, metadata={"description": "Model id (its card's `id`)."})
+    version = fields.String(required=True, metadata={"description": "Model version (its card's `version`)."})
 
 
 _SCORES_DESCRIPTION = "Probability of each label; the four sum to 1."
 
 
 class LanguageSchema(Schema):
+    """The language identified in a text."""
+
     code = fields.String(
         required=True,
         metadata={"description": "ISO 639-1 code where the language has one (`en`, `ru`), else ISO 639-3."},
@@ -191,6 +197,8 @@ class LanguageSchema(Schema):
 
 
 class StanceSchema(Schema):
+    """A stance label with the probability of each of the four labels."""
+
     label = fields.String(
         required=True,
         validate=validate.OneOf(STANCE_LABELS),
@@ -208,6 +216,8 @@ class StanceSchema(Schema):
 
 
 class ClaimScoreSchema(Schema):
+    """Similarity and stance of a text towards one claim of the reference."""
+
     id = fields.String(required=True, metadata={"description": "Claim id (see GET /v1/references)."})
     similarity = fields.Float(required=True, metadata={"description": "TF-IDF cosine to the claim, 0..1."})
     related = fields.Float(
@@ -235,6 +245,8 @@ WARNING_CODES = (
 
 
 class WarningSchema(Schema):
+    """Something about a text that makes its scores less reliable."""
+
     code = fields.String(
         required=True,
         validate=validate.OneOf(WARNING_CODES),
@@ -246,26 +258,48 @@ class WarningSchema(Schema):
             "`keyword_list` (a tenth of the words or more in keyword lists or repeated sentences)."
         },
     )
-    message = fields.String(required=True)
+    message = fields.String(
+        required=True, metadata={"description": "What the warning means for this text, in English."}
+    )
 
 
 class PassageMatchSchema(Schema):
-    text_start = fields.Integer(required=True)
-    text_end = fields.Integer(required=True)
-    reference_start = fields.Integer(required=True)
-    reference_end = fields.Integer(required=True)
-    reference_passage = fields.String(required=True)
-    similarity = fields.Float(required=True)
+    """A sentence of the text and the passage of the reference closest to it."""
+
+    text_start = fields.Integer(
+        required=True, metadata={"description": "Start of the sentence in the text as sent (code points)."}
+    )
+    text_end = fields.Integer(
+        required=True,
+        metadata={"description": "End of the sentence in the text as sent (code points, exclusive)."},
+    )
+    reference_start = fields.Integer(
+        required=True, metadata={"description": "Start of the passage in the reference text (code points)."}
+    )
+    reference_end = fields.Integer(
+        required=True,
+        metadata={"description": "End of the passage in the reference text (code points, exclusive)."},
+    )
+    reference_passage = fields.String(
+        required=True, metadata={"description": "The passage of the reference."}
+    )
+    similarity = fields.Float(
+        required=True, metadata={"description": "TF-IDF cosine of the sentence and the passage, 0..1."}
+    )
 
 
 class SharedTermSchema(Schema):
-    term = fields.String(required=True)
+    """A word the text shares with the reference, with its part of the word similarity."""
+
+    term = fields.String(required=True, metadata={"description": "The word (lower case, as tokenised)."})
     weight = fields.Float(
         required=True, metadata={"description": "Share of the word TF-IDF cosine due to this term."}
     )
 
 
 class EvidenceSchema(Schema):
+    """Why a text scored as it did (only with `explain: true`)."""
+
     passages = fields.List(
         fields.Nested(PassageMatchSchema),
         required=True,
@@ -275,10 +309,18 @@ class EvidenceSchema(Schema):
             "reference_text[reference_start:reference_end]."
         },
     )
-    shared_terms = fields.List(fields.Nested(SharedTermSchema), required=True)
+    shared_terms = fields.List(
+        fields.Nested(SharedTermSchema),
+        required=True,
+        metadata={
+            "description": "The shared words that weigh most in the word similarity, the largest first."
+        },
+    )
 
 
 class TextResultSchema(Schema):
+    """The scores of one text."""
+
     id = fields.String(required=True, metadata={"description": "The client's id, or the text's index."})
     similarity = fields.Float(
         required=True, metadata={"description": "TF-IDF cosine to the whole reference, 0..1."}
@@ -305,8 +347,16 @@ class TextResultSchema(Schema):
         allow_none=True,
         metadata={"description": "The text's identified language; null for a text without letters."},
     )
-    claims = fields.List(fields.Nested(ClaimScoreSchema), required=True)
-    warnings = fields.List(fields.Nested(WarningSchema), required=True)
+    claims = fields.List(
+        fields.Nested(ClaimScoreSchema),
+        required=True,
+        metadata={"description": "Similarity and stance towards each claim of the reference, in its order."},
+    )
+    warnings = fields.List(
+        fields.Nested(WarningSchema),
+        required=True,
+        metadata={"description": "What makes this text's scores less reliable; empty when nothing does."},
+    )
     evidence = fields.Nested(EvidenceSchema, metadata={"description": "Only with explain: true."})
 
     @post_dump
@@ -318,40 +368,81 @@ class TextResultSchema(Schema):
 
 
 class ScoreResponseSchema(Schema):
-    reference = fields.Nested(ReferenceBriefSchema, required=True)
-    model = fields.Nested(ModelBriefSchema, required=True)
-    results = fields.List(fields.Nested(TextResultSchema), required=True)
+    """Body of a `POST /v1/score` answer: one result per text, in the order sent."""
+
+    reference = fields.Nested(
+        ReferenceBriefSchema, required=True, metadata={"description": "The reference scored against."}
+    )
+    model = fields.Nested(ModelBriefSchema, required=True, metadata={"description": "The model that scored."})
+    results = fields.List(
+        fields.Nested(TextResultSchema),
+        required=True,
+        metadata={"description": "One result per text, in the order sent."},
+    )
 
 
 class ClaimSchema(Schema):
-    id = fields.String(required=True)
-    text = fields.String(required=True)
+    """A main claim of a reference, stated in its file or derived from its body."""
+
+    id = fields.String(required=True, metadata={"description": "Claim id, unique within the reference."})
+    text = fields.String(required=True, metadata={"description": "The claim."})
     source_start = fields.Integer(
         allow_none=True, metadata={"description": "Offset in the reference text of the passage it restates."}
     )
-    source_end = fields.Integer(allow_none=True)
+    source_end = fields.Integer(
+        allow_none=True, metadata={"description": "End (exclusive) of that passage in the reference text."}
+    )
 
 
 class ReferenceSchema(Schema):
-    id = fields.String(required=True)
-    title = fields.String(required=True)
-    default = fields.Boolean(required=True)
-    metadata = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
-    claims_origin = fields.String(required=True)
-    claims = fields.List(fields.Nested(ClaimSchema), required=True)
+    """A reference document without its text."""
+
+    id = fields.String(
+        required=True, metadata={"description": "Reference id (the `reference` field of a score request)."}
+    )
+    title = fields.String(required=True, metadata={"description": "Reference title."})
+    default = fields.Boolean(
+        required=True,
+        metadata={"description": "Whether requests without `reference` are scored against this one."},
+    )
+    metadata = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Other fields of the reference file (source, date, ...)."},
+    )
+    claims_origin = fields.String(
+        required=True,
+        metadata={"description": "Where the claims come from: stated in the file, or how they were derived."},
+    )
+    claims = fields.List(
+        fields.Nested(ClaimSchema),
+        required=True,
+        metadata={"description": "The reference's main claims, in order."},
+    )
 
 
 class ReferenceDetailSchema(ReferenceSchema):
+    """A reference document with its text."""
+
     text = fields.String(
         required=True, metadata={"description": "The reference body as written; evidence offsets index it."}
     )
 
 
 class ReferenceListSchema(Schema):
-    references = fields.List(fields.Nested(ReferenceSchema), required=True)
+    """Every reference document the service scores against."""
+
+    references = fields.List(
+        fields.Nested(ReferenceSchema),
+        required=True,
+        metadata={"description": "Every reference, the default one included."},
+    )
 
 
 class ModelListSchema(Schema):
+    """The loaded models."""
+
     models = fields.List(
         fields.Dict(),
         required=True,
@@ -360,19 +451,32 @@ class ModelListSchema(Schema):
 
 
 class HealthSchema(Schema):
-    status = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.String())
+    """A probe's answer."""
+
+    status = fields.String(
+        required=True, metadata={"description": "`ok` when the probe passes, otherwise what is wrong."}
+    )
+    checks = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Each check of the probe and its state."},
+    )
 
 
 class ProblemSchema(Schema):
     """RFC 9457 problem details."""
 
-    type = fields.String(required=True)
-    title = fields.String(required=True)
-    status = fields.Integer(required=True)
-    detail = fields.String(required=True)
-    instance = fields.String()
-    request_id = fields.String()
+    type = fields.String(
+        required=True,
+        metadata={"description": "URI of the problem type, relative to the API root (`/problems/<slug>`)."},
+    )
+    title = fields.String(required=True, metadata={"description": "Short summary of the problem type."})
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    detail = fields.String(required=True, metadata={"description": "What went wrong with this request."})
+    instance = fields.String(metadata={"description": "This occurrence: `urn:request:<request id>`."})
+    request_id = fields.String(
+        metadata={"description": "The request id (also in the X-Request-ID header and the logs)."}
+    )
     errors = fields.List(
         fields.Dict(keys=fields.String(), values=fields.String()),
         metadata={"description": "For validation errors: [{field, message}]."},

@@ -16,7 +16,13 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from service import __version__
-from service.artifacts import (
+from service.domain.encoding import TextEncoder
+from service.domain.pair_features import FEATURE_NAMES
+from service.domain.references import prepare_reference
+from service.domain.scorer import Scorer
+from service.domain.stance import STANCE_LABELS, StanceModel
+from service.domain.vectors import blend_cosines
+from service.loaders.artifacts import (
     ARRAYS_FILE,
     CARD_FILE,
     CARD_MARKDOWN_FILE,
@@ -30,13 +36,7 @@ from service.artifacts import (
     write_arrays,
     write_json,
 )
-from service.domain.encoding import TextEncoder
-from service.domain.pair_features import FEATURE_NAMES
-from service.domain.references import prepare_reference
-from service.domain.scorer import Scorer
-from service.domain.stance import STANCE_LABELS, StanceModel
-from service.domain.vectors import blend_cosines
-from service.reference_files import load_reference_directory
+from service.loaders.reference_files import load_reference_directory
 from service.training.fnc import DataFormatError, PairSet, evaluation_report, read_pairs, story_split
 from service.training.model_card import render_model_card
 from service.training.process_pool import run_tasks

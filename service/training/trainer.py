@@ -16,7 +16,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.neural_network import MLPClassifier
 
 from service.domain.encoding import EncoderConfig, TextEncoder
-from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
+from service.domain.pair_features import FEATURE_NAMES, SIMILARITY_FEATURES, compute_pair_features
 from service.domain.stance import (
     RELATED_LABELS,
     STANCE_LABELS,
@@ -31,16 +31,7 @@ from service.domain.stance import (
 from service.domain.text import split_sentences
 from service.training.fnc import PairSet, story_of
 
-RELATEDNESS_FEATURES: tuple[str, ...] = (
-    "cos_word",
-    "cos_char",
-    "coverage",
-    "bm25",
-    "max_sentence_cos",
-    "lead_cos",
-    "log_text_tokens",
-    "log_claim_tokens",
-)
+RELATEDNESS_FEATURES: tuple[str, ...] = (*SIMILARITY_FEATURES, "log_text_tokens", "log_claim_tokens")
 """Stage 1 reads only similarity features: flexible models on many features overfit topics."""
 
 WORDING_COLUMNS = np.array([FEATURE_NAMES.index(f"wording_{label}") for label in RELATED_LABELS])
@@ -133,7 +124,7 @@ def log_to_stderr(message: str) -> None:
 def fit_encoder(pairs: PairSet, config: EncoderConfig) -> TextEncoder:
     """Fit vocabulary and IDF on the distinct headlines and bodies of ``pairs`` only."""
     documents = list(dict.fromkeys(pairs.headlines)) + list(pairs.bodies.values())
-    return TextEncoder.fit(documents, config)
+    return TextEncoder.fit(documents, config=config)
 
 
 def augment(pairs: PairSet, encoder: TextEncoder, config: TrainingConfig) -> PairSet:

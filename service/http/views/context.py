@@ -6,7 +6,7 @@ from flask import current_app
 from marshmallow import Schema
 
 from service.config import Settings
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 
 def current_runtime() -> Runtime:

@@ -12,7 +12,7 @@ from service.http.problems import Problem
 from service.http.schemas import HealthSchema
 from service.http.views.context import current_runtime, current_settings
 from service.http.views.documentation import documents_problem
-from service.runtime import Runtime
+from service.loaders.runtime import Runtime
 
 blp = Blueprint(
     "health", __name__, description="Liveness and readiness probes (never rate-limited or keyed)."

@@ -1,7 +1,7 @@
 """The model runtime: a verified artifact plus prepared references, ready to score.
 
-This is the one place where the file loaders (:mod:`service.artifacts`,
-:mod:`service.reference_files`) meet the scoring domain. The HTTP layer and
+This is the one place where the file loaders (:mod:`service.loaders.artifacts`,
+:mod:`service.loaders.reference_files`) meet the scoring domain. The HTTP layer and
 the command line both build their :class:`Runtime` here.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.artifacts import LoadedModel, load_model
 from service.domain.references import prepare_reference
 from service.domain.scorer import Scorer
-from service.reference_files import ReferenceFileError, load_reference_directory
+from service.loaders.artifacts import LoadedModel, load_model
+from service.loaders.reference_files import ReferenceFileError, load_reference_directory
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,25 @@ class Runtime:
 def load_runtime(model_dir: Path, seeds_dir: Path) -> Runtime:
     """Load and verify the model in ``model_dir`` and the references in ``seeds_dir``.
 
-    Raises :class:`service.artifacts.ArtifactError` or
-    :class:`service.reference_files.ReferenceFileError` with a message that
-    names the offending file.
+    Parameters
+    ----------
+    model_dir:
+        A model directory (see :func:`load_model`).
+    seeds_dir:
+        A directory of reference files, one TOML file each.
+
+    Returns
+    -------
+    Runtime
+        The loaded model and a :class:`Scorer` with every reference prepared.
+
+    Raises
+    ------
+    ArtifactError
+        The model cannot be used; the message names the file.
+    ReferenceFileError
+        A reference file is malformed, or a reference has no word the model counts;
+        the message names the file or directory.
     """
     model = load_model(model_dir)
     references, default_id = load_reference_directory(seeds_dir)

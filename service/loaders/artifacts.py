@@ -28,17 +28,18 @@ from pathlib import Path
 import numpy as np
 import sklearn
 
-from service.domain.encoding import EncoderConfig, TextEncoder
-from service.domain.errors import DiscourseError
-from service.domain.pair_features import FEATURE_NAMES
-from service.domain.stance import (
+from service.domain import (
+    FEATURE_NAMES,
     AveragedClassifier,
-    Classifier,
     DenseNetwork,
+    DiscourseError,
+    EncoderConfig,
     StanceModel,
+    TextEncoder,
     TreeEnsemble,
     WordingModel,
 )
+from service.domain.stance import Classifier  # the protocol of a stage's classifier
 
 FORMAT_VERSION = 4
 """Version of the file layout; bumped when this module reads files differently."""
@@ -91,11 +92,25 @@ def _minor(version: str) -> str:
 
 
 def load_model(directory: Path) -> LoadedModel:
-    """Load and verify the artifact in ``directory``.
+    """Load and verify the artifact in ``directory`` (JSON and ``.npz`` arrays; no code runs).
 
-    Raises :class:`ArtifactError` naming the offending file when a file is
-    missing, its sha256 differs from the card, it cannot be parsed, or it was
-    made for another format, feature set or scikit-learn/numpy version.
+    Parameters
+    ----------
+    directory:
+        A model directory: ``card.json``, ``encoder.json``, ``arrays.npz``.
+
+    Returns
+    -------
+    LoadedModel
+        The encoder, the stance model and the card, each file's sha256 checked
+        against the card.
+
+    Raises
+    ------
+    ArtifactError
+        Naming the offending file, when a file is missing, its sha256 differs from
+        the card, it cannot be parsed, or it was made for another format, feature set
+        or scikit-learn/numpy version.
     """
     directory = Path(directory)
     if not directory.is_dir():

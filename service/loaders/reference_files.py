@@ -25,7 +25,7 @@ MAX_CLAIMS = 20
 class ReferenceFileError(DiscourseError, RuntimeError):
     """A reference file is malformed; the message names the file and the problem.
 
-    A RuntimeError, like :class:`service.artifacts.ArtifactError`, so that gunicorn
+    A RuntimeError, like :class:`service.loaders.artifacts.ArtifactError`, so that gunicorn
     reports a failed start-up as one line instead of a traceback.
     """
 
