@@ -5,9 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from functools import partial
 from pathlib import Path
 
+import psutil
 import pytest
 
 from service.training.process_pool import TrainingProcessError, run_tasks
@@ -45,6 +49,7 @@ def test_results_come_in_task_order_and_each_is_reported_once_as_it_finishes(
     assert results == ["first", "second"]
     expected_order = [(1, "second"), (0, "first")] if jobs > 1 else [(0, "first"), (1, "second")]
     assert done == expected_order
+    assert multiprocessing.active_children() == []
 
 
 @pytest.mark.skipif(
@@ -127,3 +132,47 @@ def test_an_in_process_task_error_is_raised_as_is() -> None:
 def test_fewer_than_one_job_is_refused() -> None:
     with pytest.raises(ValueError, match="jobs must be at least 1, not 0"):
         run_tasks([partial(int, "7")], 0, lambda _i, _r: None)
+
+
+def _is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie has ended)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+_CALLER = """
+import sys
+from functools import partial
+from pathlib import Path
+
+from service.training.process_pool import run_tasks
+from tests.process_tasks import write_pid_then_sleep
+
+run_tasks([partial(write_pid_then_sleep, Path(name), 60.0) for name in sys.argv[1:]], 2, print)
+"""
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_end_with_the_process_that_runs_the_tasks(signal_number: int, tmp_path: Path) -> None:
+    pid_files = [tmp_path / "first.pid", tmp_path / "second.pid"]
+    caller = subprocess.Popen(
+        [sys.executable, "-c", _CALLER, *map(str, pid_files)], cwd=Path(__file__).resolve().parent.parent
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not all(path.exists() and path.read_text(encoding="utf-8") for path in pid_files):
+            assert time.monotonic() < deadline and caller.poll() is None, "the workers did not start"
+            time.sleep(0.05)
+    finally:
+        caller.send_signal(signal_number)
+        caller.wait()
+    workers = [int(path.read_text(encoding="utf-8")) for path in pid_files]
+    deadline = time.monotonic() + 10
+    while any(_is_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in workers if _is_running(pid)]
+    for pid in left:  # not to leave them behind when this fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

@@ -1,4 +1,4 @@
-"""Running training tasks in parallel processes, one thread each.
+"""Running training tasks in parallel processes, one thread each, on joblib's loky backend.
 
 Every fit runs with one BLAS and one OpenMP thread, whether in this process or
 in a worker: with more threads, the order of floating-point sums (in the
@@ -7,32 +7,35 @@ changed with the machine's cores. One thread per fit and one fit per core also
 uses two cores better than one fit's threads do: the small networks gain
 nothing from a second thread.
 
-Each task gets a process of its own (a handful of tasks, each taking a minute
-or more, so starting a process costs little), which this module can stop at
-once and whose death it sees at once: ``concurrent.futures`` can do neither
-reliably on Python 3.11.
+joblib runs the tasks, stops the running ones at the first failure and sees a
+worker die at once. What it does not do, this module adds: loky's reusable
+workers are shut down when the call ends (so no process outlives it), a worker
+ends with this process however it ended (loky would leave it running its task,
+then idle for minutes), and a worker's death becomes a message that names the
+signal or exit code and what to change.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
+import re
 import signal
 import threading
+import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+import warnings
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from joblib import Parallel, delayed, parallel_config
+from joblib.externals.loky import get_reusable_executor
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 from threadpoolctl import threadpool_limits
 
 from service.domain.errors import DiscourseError
 
 Result = TypeVar("Result")
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class TrainingProcessError(DiscourseError, RuntimeError):
@@ -50,14 +53,13 @@ def run_tasks(
 ) -> list[Result]:
     """Results of ``tasks`` in task order, computed by up to ``jobs`` processes, one thread each.
 
-    ``on_done(index, result)`` is called in this process as each task finishes
-    (tasks that finish together in task order). With ``jobs == 1`` (or a single task) the tasks
-    run here, one after the other; otherwise each runs in a process of its own,
-    so it must be picklable: a module-level function or a
-    :func:`functools.partial` of one, not a lambda.
+    ``on_done(index, result)`` is called in this process as each task finishes.
+    With ``jobs == 1`` (or a single task) the tasks run here, one after the other;
+    otherwise in worker processes, so each must be picklable (by cloudpickle).
 
-    The first error of a task is raised here, and the other workers are stopped
-    at once rather than left to finish; so is Ctrl-C.
+    The first error of a task (or of ``on_done``) is raised here, and the other
+    workers are stopped at once rather than left to finish; so is Ctrl-C. No
+    worker process outlives the call.
 
     Raises:
         ValueError: if ``jobs`` is less than 1.
@@ -74,119 +76,88 @@ def run_tasks(
     return _run_in_workers(tasks, min(jobs, len(tasks)), on_done)
 
 
-def _work(results: Connection, pickled_task: bytes) -> None:
-    """A worker's whole life: run one task and send back ("ok", result) or ("error", exception)."""
-    # Only this process may hold the pipe's write end: its closing is how the parent
-    # learns that the worker died.
-    os.set_inheritable(results.fileno(), False)
-    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
-    # Set before the task is unpickled (which imports numpy, scipy and scikit-learn): a
-    # library reads these when it loads, and threadpool_limits reaches only loaded ones.
-    for variable in _THREAD_VARIABLES:
-        os.environ[variable] = "1"
-    try:
-        message: tuple[str, object] = ("ok", run_with_one_thread(pickle.loads(pickled_task)))
-    except BaseException as error:  # every failure, Ctrl-C included, goes back to the parent
-        error.add_note(f"in the training worker process:\n{traceback.format_exc()}")
-        message = ("error", error)
-    try:
-        results.send_bytes(_pickled_message(message))
-    finally:
-        results.close()
-
-
-def _exit_with_parent() -> None:
-    """End this worker when the parent process ends, however it ended (even by SIGTERM)."""
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        wait([parent.sentinel])
-        os._exit(1)
-
-
-def _pickled_message(message: tuple[str, object]) -> bytes:
-    """``message`` as bytes the parent can unpickle, or an error message that says why not."""
-    try:
-        data = pickle.dumps(message)
-        pickle.loads(data)  # an exception whose constructor pickle cannot call again fails here
-        return data
-    except Exception as error:
-        status, payload = message
-        what = "result" if status == "ok" else f"error {type(payload).__name__}: {payload}"
-        replacement = RuntimeError(f"the training worker could not send back its {what} ({error!r})")
-        for note in getattr(payload, "__notes__", []):
-            replacement.add_note(note)
-        return pickle.dumps(("error", replacement))
-
-
 def _run_in_workers(
     tasks: Sequence[Callable[[], Result]], workers: int, on_done: Callable[[int, Result], None]
 ) -> list[Result]:
-    # Spawned, not forked: a fork of a process whose OpenMP threads have started can hang.
-    context = multiprocessing.get_context("spawn")
-    waiting: Iterator[tuple[int, Callable[[], Result]]] = iter(enumerate(tasks))
-    running: dict[Connection, tuple[int, BaseProcess]] = {}
     results: dict[int, Result] = {}
-
-    def start_next() -> None:
-        item = next(waiting, None)
-        if item is None:
-            return
-        index, task = item
-        receiver, sender = context.Pipe(duplex=False)
-        # The task goes pickled (the same IPC a process pool uses) so that the worker
-        # unpickles it, and so imports the numerical libraries, after its thread settings.
-        worker = context.Process(
-            target=_work, args=(sender, pickle.dumps(task)), name=f"training-task-{index}", daemon=True
-        )
-        worker.start()
-        sender.close()  # the worker's copy is the only one left: its end means the worker's end
-        running[receiver] = (index, worker)
-
-    try:
-        for _ in range(workers):
-            start_next()
-        while running:
-            for receiver in wait(list(running)):
-                index, worker = running.pop(receiver)
-                try:
-                    data = receiver.recv_bytes()
-                except (EOFError, OSError):  # nothing, or part of a message: the worker died
-                    data = None
-                finally:
-                    receiver.close()
-                exit_code = _finish(worker)
-                if data is None:
-                    raise TrainingProcessError(_death_message(exit_code))
-                status, payload = pickle.loads(data)
-                if status == "error":
-                    raise payload
-                results[index] = payload
-                on_done(index, payload)
-                start_next()
-    except BaseException:
-        for receiver, (_index, worker) in running.items():
-            receiver.close()
-            worker.terminate()
-        for _index, worker in running.values():
-            _finish(worker)
-        raise
+    # inner_max_num_threads puts the thread variables in a worker's environment before it
+    # starts, so the numerical libraries read them as they load (threadpool_limits reaches
+    # only loaded ones). With pre_dispatch = n_jobs a task is handed to loky only when a
+    # worker is free, so after a failure no queued task starts.
+    with parallel_config(
+        backend="loky", inner_max_num_threads=1, initializer=_exit_with_parent, initargs=(os.getpid(),)
+    ):
+        outputs = Parallel(
+            n_jobs=workers, return_as="generator_unordered", pre_dispatch="n_jobs", batch_size=1
+        )(delayed(_run_indexed)(index, task) for index, task in enumerate(tasks))
+        try:
+            for index, result in outputs:
+                results[index] = result
+                on_done(index, result)
+        except TerminatedWorkerError as error:
+            raise TrainingProcessError(_death_message(str(error))) from None
+        finally:
+            with warnings.catch_warnings():  # that the other tasks were cancelled is the point
+                warnings.filterwarnings("ignore", "[0-9]+ tasks which were still being processed")
+                outputs.close()  # stops the workers if the loop did not finish
+            get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
     return [results[index] for index in range(len(tasks))]
 
 
-def _finish(worker: BaseProcess) -> int | None:
-    """Wait for ``worker`` to exit (ending it if a thread it left keeps it alive), free it; its exit code."""
-    worker.join(timeout=10)
-    if worker.is_alive():
-        worker.kill()
-        worker.join()
-    exit_code = worker.exitcode
-    worker.close()
-    return exit_code
+def _exit_with_parent(parent: int) -> None:
+    """In a new worker: end it when the process ``parent`` ends, however it ended (even by SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _death_message(exit_code: int | None) -> str:
-    """Why a worker gave no result, for someone who must decide what to change."""
-    if exit_code is not None and exit_code < 0:
+def _run_indexed(index: int, task: Callable[[], Result]) -> tuple[int, Result]:
+    """In a worker: ``(index, task())``, or an error this process can unpickle, raised.
+
+    Raised rather than returned, so that joblib hands out no further task.
+    """
+    try:
+        result = run_with_one_thread(task)
+    except BaseException as error:  # every failure, Ctrl-C included, goes back to the parent
+        error.add_note(f"in the training worker process:\n{traceback.format_exc()}")
+        raise _sendable(error) from None
+    try:
+        pickle.loads(pickle.dumps(result))
+    except Exception as error:
+        raise RuntimeError(f"the training worker could not send back its result ({error!r})") from None
+    return index, result
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """``error``, or if pickle cannot rebuild it (its constructor, say), a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception as reason:
+        replacement = RuntimeError(
+            f"the training worker could not send back its error {type(error).__name__}: {error} ({reason!r})"
+        )
+        for note in getattr(error, "__notes__", []):
+            replacement.add_note(note)
+        return replacement
+
+
+def _death_message(loky_message: str) -> str:
+    """Why a worker gave no result, for someone who must decide what to change.
+
+    loky names the dead workers' exit codes only in its message ("... are {SIGKILL(-9)}");
+    tests/test_process_pool.py fails if a joblib upgrade changes that.
+    """
+    codes = re.search(r"exit codes of the workers are \{([^}]*)\}", loky_message)
+    numbers = [int(code) for code in re.findall(r"\((-?\d+)\)", codes.group(1))] if codes else []
+    if not numbers:
+        return f"a training process ended before returning its result; try a smaller --jobs ({loky_message})"
+    exit_code = numbers[0]
+    if exit_code < 0:
         cause = f"was killed by signal {-exit_code}"
         if -exit_code == signal.SIGKILL:
             cause += " (usually the system running out of memory: each process needs up to about 1 GiB)"
