@@ -45,7 +45,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: the service package is beside bench/
 
-from service.artifacts import encoder_document, model_arrays  # noqa: E402
+from service.loaders.artifacts import encoder_document, model_arrays  # noqa: E402
 from service.training.fnc import PairSet, read_pairs, story_split  # noqa: E402
 from service.training.pipeline import fit_final_model  # noqa: E402
 from service.training.trainer import TrainingConfig  # noqa: E402
