@@ -13,12 +13,11 @@ import re
 import tomllib
 from pathlib import Path
 
-from service.domain.references import Claim, Reference
+from service.domain.references import MAX_CLAIMS, Claim, Reference
 from service.domain.text import Span
 
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin"}
-MAX_CLAIMS = 20
 
 
 class ReferenceFileError(RuntimeError):

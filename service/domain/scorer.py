@@ -114,8 +114,11 @@ class Scorer:
             prepared.body.warm_factors("word", "char", "sentence_word")  # similarity, evidence
             prepared.claim_vectors.warm_factors("word", "char", "terms")  # pair features
 
-    def reference(self, reference_id: str | None = None) -> PreparedReference:
-        """The prepared reference with ``reference_id`` (the default one for ``None``)."""
+    def reference(self, reference_id: str | PreparedReference | None = None) -> PreparedReference:
+        """The prepared reference with ``reference_id`` (the default one for ``None``); a
+        :class:`PreparedReference` (one sent with a request) is returned as it is."""
+        if isinstance(reference_id, PreparedReference):
+            return reference_id
         key = self.default_reference if reference_id is None else reference_id
         try:
             return self.references[key]
@@ -126,7 +129,7 @@ class Scorer:
         self,
         texts: Sequence[str | NormalizedText],
         ids: Sequence[str] | None = None,
-        reference_id: str | None = None,
+        reference_id: str | PreparedReference | None = None,
         explain: bool = False,
         *,
         formats: Sequence[str] | str = "text",
@@ -142,7 +145,8 @@ class Scorer:
         ids:
             Echoed in the results; by default each text's index.
         reference_id:
-            A reference id; ``None`` for the default reference.
+            A reference id; ``None`` for the default reference; or a prepared reference
+            (one sent with the request, see :mod:`service.domain.reference_cache`).
         explain:
             Add :class:`Evidence` (offsets index the texts as sent).
         formats:

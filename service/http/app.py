@@ -9,13 +9,17 @@ from werkzeug.exceptions import HTTPException
 
 from service import __version__
 from service.config import Settings
+from service.domain.reference_cache import ReferenceCache, ReferenceNotCachedError
+from service.domain.references import ReferenceContentError
 from service.http import access, observability
 from service.http.admission import Admission
 from service.http.api import ProblemApi
 from service.http.body import check_json_body, init_admission
 from service.http.examples import document_examples
 from service.http.problems import Problem, problem_response
+from service.http.schemas import ReferenceInputSchema
 from service.http.views import health, models, page, references, scoring
+from service.http.views.scoring import REFERENCE_CACHE_KEY
 from service.runtime import Runtime, load_runtime
 
 log = logging.getLogger("discourse.app")
@@ -64,6 +68,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         settings.max_heavy_in_flight, settings.heavy_request_bytes
     )
     app.json.sort_keys = False
+    # Per process, like admission: each forked worker fills its own (empty at the fork).
+    app.extensions[REFERENCE_CACHE_KEY] = ReferenceCache(
+        settings.reference_cache_entries, settings.reference_cache_bytes
+    )
 
     observability.init_app(app, settings, runtime)
     access.init_app(app, settings)
@@ -74,6 +82,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
     document_examples(api.spec, runtime)
+    api.spec.components.schema("ReferenceInput", schema=ReferenceInputSchema)
     # The web page at / (not part of the API's OpenAPI document).
     app.register_blueprint(page.blp)
     _register_docs_assets(app)
@@ -81,6 +90,26 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.errorhandler(Problem)
     def _problem(problem: Problem):
         return problem_response(problem)
+
+    # References sent with a request (issue 17): the domain's errors as problems.
+    @app.errorhandler(ReferenceNotCachedError)
+    def _not_cached(error: ReferenceNotCachedError):
+        return problem_response(
+            Problem(
+                "reference-not-cached", str(error), errors=[{"field": "reference", "message": str(error)}]
+            )
+        )
+
+    @app.errorhandler(ReferenceContentError)
+    def _bad_reference(error: ReferenceContentError):
+        field = f"reference.{error.field}"
+        return problem_response(
+            Problem(
+                "validation-error",
+                f"Unusable reference: {field}.",
+                errors=[{"field": field, "message": error.message}],
+            )
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
@@ -134,6 +163,9 @@ def _spec_options(settings: Settings, runtime: Runtime) -> dict:
             "max_heavy_in_flight": settings.max_heavy_in_flight,
             "request_deadline_seconds": settings.request_deadline,
             "characters_rate_limit": settings.characters_rate_limit,
+            "max_reference_chars": settings.max_reference_chars,
+            "reference_cache_entries": settings.reference_cache_entries,
+            "reference_cache_bytes": settings.reference_cache_bytes,
         },
     }
 

@@ -12,7 +12,7 @@ from apispec import APISpec
 
 from service.http.schemas import ScoreResponseSchema
 from service.http.views.health import readiness
-from service.http.views.references import describe
+from service.http.views.references import describe, describe_scored
 from service.runtime import Runtime
 
 SCORE_REQUEST_EXAMPLE = {
@@ -40,7 +40,7 @@ def document_examples(spec: APISpec, runtime: Runtime) -> None:
     examples = {
         ("/v1/score", "post"): ScoreResponseSchema().dump(
             {
-                "reference": {"id": reference.id, "title": reference.reference.title},
+                "reference": describe_scored(reference),
                 "model": {"id": runtime.model.model_id, "version": runtime.model.version},
                 "results": results,
             }

@@ -11,7 +11,15 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 from service.domain import input_rules
 from service.domain.input_rules import MAX_ID_CHARS, NOT_BLANK_PATTERN  # the one place of these rules
 from service.domain.normalization import FORMATS
+from service.domain.references import MAX_CLAIMS
 from service.domain.stance import STANCE_LABELS
+
+MAX_TITLE_CHARS = 1_000
+"""Longest title of a reference sent with a request."""
+MAX_CLAIM_CHARS = 2_000
+"""Longest claim of a reference sent with a request."""
+MAX_REFERENCE_ID_CHARS = 71
+"""Longest reference id: ``sha256:`` and 64 hex digits (file ids have at most 64 characters)."""
 
 
 def _not_blank(value: str) -> None:
@@ -59,6 +67,65 @@ class TextInputSchema(Schema):
     )
 
 
+class ReferenceInputSchema(Schema):
+    """A reference sent with the request (``reference`` as an object). Unknown fields are rejected."""
+
+    title = fields.String(
+        required=True,
+        validate=[_not_blank, validate.Length(max=MAX_TITLE_CHARS)],
+        metadata={"description": "The reference's title.", "pattern": NOT_BLANK_PATTERN},
+    )
+    text = fields.String(
+        required=True,
+        validate=_not_blank,
+        metadata={
+            "description": "The reference's text (limit: `x-limits.max_reference_chars`, 100,000 "
+            "characters by default); read as `format` says, as texts are.",
+            "pattern": NOT_BLANK_PATTERN,
+        },
+    )
+    claims = fields.List(
+        fields.String(
+            validate=[_not_blank, validate.Length(max=MAX_CLAIM_CHARS)],
+            metadata={"pattern": NOT_BLANK_PATTERN},
+        ),
+        validate=validate.Length(
+            min=1,
+            max=MAX_CLAIMS,
+            error=f"Give 1 to {MAX_CLAIMS} claims, or leave `claims` out to derive them.",
+        ),
+        metadata={
+            "description": f"The reference's main claims, 1 to {MAX_CLAIMS}, each with words; ids "
+            "`claim-1`, `claim-2`, … in order. Left out: 5 to 8 claims are derived from the text "
+            "(`claims_origin` says how)."
+        },
+    )
+    language = fields.String(
+        validate=validate.Regexp(r"^[a-z]{2,3}$", error="Must be an ISO 639 code such as `en` or `ru`."),
+        metadata={"description": "ISO 639-1 (or 639-3) code of the text's language; default: identified."},
+    )
+    format = fields.String(
+        load_default="text",
+        validate=validate.OneOf(FORMATS),
+        metadata={"description": "How to read `text`: `text` (default), `html` or `markdown`, as for texts."},
+    )
+
+
+class ReferenceField(fields.Field):
+    """``reference``: an id (string) or a reference object (:class:`ReferenceInputSchema`)."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> object:
+        if isinstance(value, str):
+            if not 1 <= len(value) <= MAX_REFERENCE_ID_CHARS:
+                raise ValidationError(f"A reference id has 1 to {MAX_REFERENCE_ID_CHARS} characters.")
+            return value
+        if isinstance(value, dict):
+            return ReferenceInputSchema().load(value)
+        raise ValidationError(
+            "Must be a reference id (a string) or a reference object with `title` and `text`."
+        )
+
+
 class ScoreRequestSchema(Schema):
     """Body of ``POST /v1/score``. Unknown fields are rejected."""
 
@@ -68,9 +135,17 @@ class ScoreRequestSchema(Schema):
         validate=validate.Length(min=1),
         metadata={"description": "The texts to score, in order (limits: see the operation)."},
     )
-    reference = fields.String(
-        validate=validate.Length(min=1, max=64),
-        metadata={"description": "Reference id (default: the default reference)."},
+    reference = ReferenceField(
+        metadata={
+            "description": "The reference: the id of a reference file (GET /v1/references), the "
+            "`sha256:<hex>` id of a reference sent earlier (while this worker still has it cached, "
+            "else 404 `reference-not-cached`), or a reference object sent with this request. "
+            "Default: the default reference.",
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": 71},
+                {"$ref": "#/components/schemas/ReferenceInput"},
+            ],
+        },
     )
     explain = StrictBoolean(
         load_default=False,
@@ -231,8 +306,26 @@ class TextResultSchema(Schema):
         return data
 
 
+class ScoredReferenceSchema(Schema):
+    """The reference a response was scored against, with the claims used."""
+
+    id = fields.String(
+        required=True,
+        metadata={
+            "description": "File reference id, or `sha256:<hex>` of a sent reference's normalised content."
+        },
+    )
+    title = fields.String(required=True)
+    language = fields.String(required=True, metadata={"description": "The reference's language."})
+    claims_origin = fields.String(
+        required=True,
+        metadata={"description": "Where the claims come from: stated (file, request) or how derived."},
+    )
+    claims = fields.List(fields.Nested(lambda: ClaimSchema()), required=True)
+
+
 class ScoreResponseSchema(Schema):
-    reference = fields.Nested(ReferenceBriefSchema, required=True)
+    reference = fields.Nested(ScoredReferenceSchema, required=True)
     model = fields.Nested(ModelBriefSchema, required=True)
     results = fields.List(fields.Nested(TextResultSchema), required=True)
 

@@ -35,6 +35,18 @@ def describe(prepared: PreparedReference, default_id: str) -> dict:
     }
 
 
+def describe_scored(prepared: PreparedReference) -> dict:
+    """The ``reference`` of a score response: id, title, language, and the claims used with their origin."""
+    described = describe(prepared, "")
+    return {
+        "id": described["id"],
+        "title": described["title"],
+        "language": prepared.reference.metadata.get("language", "en"),
+        "claims_origin": described["claims_origin"],
+        "claims": described["claims"],
+    }
+
+
 @blp.route("/references", methods=["GET"])
 @blp.response(200, ReferenceListSchema)
 @documents_access_problems(blp)

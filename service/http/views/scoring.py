@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import current_app, g
 from flask_smorest import Blueprint
 
 from service.config import Settings
 from service.domain.input_rules import assign_ids
+from service.domain.reference_cache import CacheEvent, ReferenceCache, ReferenceNotCachedError, prepare_inline
+from service.domain.references import PreparedReference
 from service.domain.scorer import UnknownReferenceError
 from service.domain.workload import WorkLimitError, WorkLimits
 from service.http.admission import Deadline
@@ -15,6 +17,12 @@ from service.http.problems import Problem
 from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
 from service.http.views.context import current_runtime, current_settings
 from service.http.views.documentation import documents_access_problems, documents_problem
+from service.http.views.references import describe_scored
+
+REFERENCE_CACHE_KEY = "discourse.reference_cache"
+CONTENT_ID_PREFIX = "sha256:"
+INLINE_LABEL = "inline"
+"""The ``reference`` metric label of every sent reference (their ids would be unbounded)."""
 
 blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts against a reference.")
 
@@ -24,7 +32,12 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
 @blp.response(200, ScoreResponseSchema)
 @documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
 @documents_access_problems(blp)
-@documents_problem(blp, 404, "Unknown reference id (unknown-reference).")
+@documents_problem(
+    blp,
+    404,
+    "Unknown reference id (unknown-reference), or a `sha256:` id this worker no longer holds: send "
+    "the reference object again (reference-not-cached).",
+)
 @documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
 @documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
 @documents_problem(blp, 415, "Not application/json, or compressed.")
@@ -74,19 +87,21 @@ def score_request(payload: dict) -> dict:
                     f"(this one has {len(item['text'])}).",
                 }
             )
+    sent = payload.get("reference")
+    if isinstance(sent, dict) and len(sent["text"]) > settings.max_reference_chars:
+        errors.append(
+            {
+                "field": "reference.text",
+                "message": f"At most {settings.max_reference_chars} characters per reference "
+                f"(this one has {len(sent['text'])}).",
+            }
+        )
     if errors:
         fields = ", ".join(e["field"] for e in errors[:5]) + (" …" if len(errors) > 5 else "")
         raise Problem("validation-error", f"Over the limits: {fields}.", errors=errors)
 
     runtime = current_runtime()
-    try:
-        reference = runtime.scorer.reference(payload.get("reference"))
-    except UnknownReferenceError as error:
-        raise Problem(
-            "unknown-reference",
-            f"{error}; GET /v1/references lists the available ones.",
-            errors=[{"field": "reference", "message": str(error)}],
-        ) from None
+    reference = resolve_reference(sent)
     # The schema has already refused repeated given ids; defaults never collide with them.
     ids = assign_ids([item.get("id") for item in texts])
     characters = sum(len(item["text"]) for item in texts)
@@ -95,7 +110,7 @@ def score_request(payload: dict) -> dict:
         results = runtime.scorer.score(
             [item["text"] for item in texts],
             ids=ids,
-            reference_id=reference.id,
+            reference_id=reference,
             explain=payload["explain"],
             formats=[item["format"] for item in texts],
             limits=work_limits(settings),
@@ -110,16 +125,65 @@ def score_request(payload: dict) -> dict:
         ) from None
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
-        "reference": reference.id,
+        # Sent references get one label value: their ids are unbounded.
+        "reference": INLINE_LABEL if reference.id.startswith(CONTENT_ID_PREFIX) else reference.id,
         "texts": len(texts),
         "characters": characters,
         "results": results,
     }
     return {
-        "reference": {"id": reference.id, "title": reference.reference.title},
+        "reference": describe_scored(reference),
         "model": {"id": runtime.model.model_id, "version": runtime.model.version},
         "results": results,
     }
+
+
+def resolve_reference(sent: str | dict | None) -> PreparedReference:
+    """The prepared reference a request names: a file reference, a cached sent one, or one sent now.
+
+    Raises :class:`Problem` ``unknown-reference`` for an unknown file id,
+    :class:`ReferenceNotCachedError` for a ``sha256:`` id this worker does not hold,
+    :class:`ReferenceContentError` for a sent reference without words (the app maps both).
+    """
+    runtime = current_runtime()
+    cache = reference_cache()
+    if isinstance(sent, dict):
+        prepared, event = prepare_inline(
+            cache,
+            runtime.model.encoder,
+            sent["title"],
+            sent["text"],
+            sent.get("claims"),
+            sent.get("language"),
+            sent["format"],
+            identify=_language_code,
+        )
+        g.reference_cache = event
+        return prepared
+    if isinstance(sent, str) and sent.startswith(CONTENT_ID_PREFIX):
+        prepared = cache.get(sent)
+        g.reference_cache = CacheEvent(prepared is not None, 0, len(cache), cache.bytes)
+        if prepared is None:
+            raise ReferenceNotCachedError(sent)
+        return prepared
+    try:
+        return runtime.scorer.reference(sent)
+    except UnknownReferenceError as error:
+        raise Problem(
+            "unknown-reference",
+            f"{error}; GET /v1/references lists the available ones.",
+            errors=[{"field": "reference", "message": str(error)}],
+        ) from None
+
+
+def reference_cache() -> ReferenceCache:
+    """This worker's cache of sent references (made by the app factory)."""
+    return current_app.extensions[REFERENCE_CACHE_KEY]
+
+
+def _language_code(text: str) -> str | None:
+    found = current_runtime().scorer.languages.identify([text])[0]
+    return found.code if found is not None else None
 
 
 def work_limits(settings: Settings) -> WorkLimits:
