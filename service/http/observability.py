@@ -87,6 +87,7 @@ class Metrics:
     errors: Counter
     model_info: Gauge
     reference_cache: ReferenceCacheMetrics
+    reloads: Counter
 
     @classmethod
     def create(cls, multiprocess_dir: str | None) -> Metrics:
@@ -155,6 +156,13 @@ class Metrics:
                 registry=registry,
             ),
             reference_cache=ReferenceCacheMetrics.create(registry),
+            reloads=Counter(
+                "discourse_reloads_total",
+                "Reloads of the model and references on SIGHUP, by result (ok, or failed: the "
+                "previous ones are kept; the log names the file).",
+                ["result"],
+                registry=registry,
+            ),
         )
 
     def exposition_registry(self) -> CollectorRegistry:
