@@ -429,12 +429,12 @@ class TextEncoder:
         kept = None if not repeated.any() else (~repeated).astype(np.float64)
         owner_matrix = _owner_matrix(owner, n_texts, kept)
         owner_weighted = _owner_matrix(owner, n_texts, weights) if weighted else None
-        counts = (owner_matrix @ sentence_counts).tocsr()
+        counts = _sum_rows(owner_matrix, sentence_counts)
         share = _share(owner_weighted, sentence_counts, counts)
         lead_rows = np.asarray(sentence_rank, dtype=np.int64) < cfg.lead_sentences
         lead_sentences = _select_rows(sentence_counts, lead_rows)
         lead_owner = _owner_matrix(owner[lead_rows], n_texts, None if kept is None else kept[lead_rows])
-        lead_counts = (lead_owner @ lead_sentences).tocsr()
+        lead_counts = _sum_rows(lead_owner, lead_sentences)
         lead_weighted = _owner_matrix(owner[lead_rows], n_texts, weights[lead_rows]) if weighted else None
         lead_share = _share(lead_weighted, lead_sentences, lead_counts)
 
@@ -458,7 +458,7 @@ class TextEncoder:
             piece_kept = np.ones(len(sentence_of))
             piece_kept[has_words] = ~repeated[sentence_of[has_words]]
             piece_chars = self._char_counts(char_texts)
-            char_counts = (_owner_matrix(pieces_owner, n_texts, piece_kept) @ piece_chars).tocsr()
+            char_counts = _sum_rows(_owner_matrix(pieces_owner, n_texts, piece_kept), piece_chars)
             char_share = _share(_owner_matrix(pieces_owner, n_texts, piece_weights), piece_chars, char_counts)
         else:  # the same sums, counted straight into text rows
             char_counts, char_share = self._char_counts(char_texts, pieces_owner, n_texts), None
@@ -670,7 +670,10 @@ def _share(
         return None
     if counts.nnz == 0:
         return np.zeros(0)
-    weighted = (weighted_owner @ sentence_rows).tocsr()
+    weighted = _sum_rows(weighted_owner, sentence_rows)
+    # Sorted column indices let scipy look each entry up by binary search; unsorted (as the
+    # product leaves them) it scans the row for every entry: quadratic in a long text's terms.
+    weighted.sort_indices()
     rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
     return np.asarray(weighted[rows, counts.indices], dtype=np.float64).ravel() / counts.data
 
@@ -685,6 +688,33 @@ def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns:
     np.cumsum(np.bincount(keys // n_columns, minlength=n_rows), out=indptr[1:])
     return sp.csr_matrix(
         (counts.astype(np.float64), (keys % n_columns).astype(np.int32), indptr), shape=(n_rows, n_columns)
+    )
+
+
+COMPACT_MIN_COLUMNS = 4096
+"""From this many columns, :func:`_sum_rows` multiplies over the used columns only."""
+
+
+def _sum_rows(owner: sp.csr_matrix, rows: sp.csr_matrix) -> sp.csr_matrix:
+    """``(owner @ rows).tocsr()``, the same entries in the same storage order, computed over the
+    columns ``rows`` uses.
+
+    scipy's sparse product allocates and zero-fills two work arrays as long as the right-hand
+    side is wide (2**20 hashed character n-grams: 12 MB); with the service's allocator settings
+    (service.http.admission.tune_allocator) each is a fresh mapping, so every product paid for
+    page faults on 12 MB, most of the cost of encoding a long text. Relabelling the used columns
+    0..k-1 keeps the product's order of work, so the result is identical.
+    """
+    if rows.shape[1] < COMPACT_MIN_COLUMNS or rows.nnz == 0:
+        return (owner @ rows).tocsr()
+    used, compact = np.unique(rows.indices, return_inverse=True)
+    narrow = sp.csr_matrix(
+        (rows.data, compact.astype(rows.indices.dtype), rows.indptr), shape=(rows.shape[0], len(used))
+    )
+    product = (owner @ narrow).tocsr()
+    return sp.csr_matrix(
+        (product.data, used[product.indices].astype(product.indices.dtype), product.indptr),
+        shape=(owner.shape[0], rows.shape[1]),
     )
 
 

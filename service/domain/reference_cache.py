@@ -22,12 +22,12 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
 
-from service.domain.encoding import TextEncoder
+from service.domain.encoding import EncodedTexts, TextEncoder
 from service.domain.normalization import normalize
 from service.domain.references import Claim, PreparedReference, Reference, content_id, prepare_reference
 from service.domain.text import Span
@@ -143,38 +143,52 @@ class ReferenceCache:
 def estimated_bytes(prepared: PreparedReference) -> int:
     """Estimated memory of a prepared reference, in bytes: its arrays, sparse matrices and strings.
 
-    Counts numpy arrays (``nbytes``), sparse matrices (data, indices, pointers), strings and
-    the containers and dataclasses that hold them, each object once; Python object headers of
-    small scalars are left out, so it is a slight underestimate (``bench/reference_cache.py``
-    compares it with the worker's resident memory at a full cache).
+    Counts every numpy array (``nbytes``) and sparse matrix (data, indices, pointers) of its
+    encodings and their cached product factors, every string (the text as sent and normalised,
+    sentences, passages, claims) and the span objects; small objects' headers are left out, so
+    it is a slight underestimate (``bench/reference_cache.py`` compares it with a worker's
+    resident memory at a full cache). Linear in the number of sentences, no deep walk.
     """
-    seen: set[int] = set()
+    total = sum(_encoded_bytes(e) for e in (prepared.body, prepared.claim_vectors))
+    total += _spans_bytes(prepared.passages)
+    reference = prepared.reference
+    total += sys.getsizeof(reference.body) + sys.getsizeof(reference.title)
+    total += sum(sys.getsizeof(c.text) + _SPAN_BYTES for c in prepared.claims)
+    return total
+
+
+_SPAN_BYTES = sys.getsizeof(Span(0, 0, ""))
+
+
+def _spans_bytes(spans: Sequence[Span]) -> int:
+    return sys.getsizeof(spans) + sum(_SPAN_BYTES + sys.getsizeof(span.text) for span in spans)
+
+
+def _array_bytes(value: object) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if sp.issparse(value):
+        return sum(
+            getattr(value, name).nbytes for name in ("data", "indices", "indptr") if hasattr(value, name)
+        )
+    return 0
+
+
+def _encoded_bytes(encoded: EncodedTexts) -> int:
     total = 0
-    stack: list[object] = [prepared]
-    while stack:
-        obj = stack.pop()
-        if obj is None or id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, np.ndarray):
-            total += obj.nbytes
-        elif sp.issparse(obj):
-            stack.extend(getattr(obj, name) for name in ("data", "indices", "indptr") if hasattr(obj, name))
-        elif isinstance(obj, str | bytes):
-            total += sys.getsizeof(obj)
-        elif isinstance(obj, dict):
-            total += sys.getsizeof(obj)
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif isinstance(obj, list | tuple):
-            total += sys.getsizeof(obj)
-            stack.extend(obj)
-        elif is_dataclass(obj):
-            total += sys.getsizeof(obj)
-            stack.extend(getattr(obj, f.name) for f in fields(obj))
-        elif hasattr(obj, "__dict__"):
-            total += sys.getsizeof(obj)
-            stack.extend(vars(obj).values())
+    for f in fields(encoded):
+        value = getattr(encoded, f.name)
+        if f.name == "normalized":
+            for text in value:
+                total += sys.getsizeof(text.source) + sys.getsizeof(text.text)
+                total += _array_bytes(text.starts) + _array_bytes(text.ends)
+        elif f.name == "sentences":
+            total += sum(_spans_bytes(spans) for spans in value)
+        elif f.name == "_factors":
+            for factor in value.values():
+                total += sum(_array_bytes(getattr(factor, g.name)) for g in fields(factor))
+        else:
+            total += _array_bytes(value)
     return total
 
 
