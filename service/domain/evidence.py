@@ -51,14 +51,22 @@ def find_evidence(
     reference: PreparedReference,
     max_passages: int = 3,
     max_terms: int = 10,
+    *,
+    by_characters: bool = False,
 ) -> list[Evidence]:
     """Evidence for every text of ``texts`` against ``reference``.
 
     Sparse products compare every sentence of the batch with every passage
     of the reference, so the cost grows linearly with the total length of
     the texts; they run over chunks of sentences (:func:`best_passages`).
+    With ``by_characters`` (a language whose words the model's vocabulary does
+    not have) sentences and passages are compared by character n-gram TF-IDF
+    cosine instead (:func:`best_passages_by_characters`).
     """
-    best_passage, best_sim = best_passages(texts, reference)
+    if by_characters:
+        best_passage, best_sim = best_passages_by_characters(encoder, texts, reference)
+    else:
+        best_passage, best_sim = best_passages(texts, reference)
     # Contribution of each term to the word cosine: product of the two weights.
     contributions = texts.word.multiply(reference.body.word).tocsr()
 
@@ -88,6 +96,36 @@ def best_passages(texts: EncodedTexts, reference: PreparedReference) -> tuple[np
             best_passage[lo:hi] = sims.argmax(axis=1)
             best_sim[lo:hi] = sims.max(axis=1)
     return best_passage, best_sim
+
+
+def best_passages_by_characters(
+    encoder: TextEncoder, texts: EncodedTexts, reference: PreparedReference
+) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`best_passages`, by the character n-gram cosine of each sentence and passage.
+
+    Each sentence and passage is encoded as a text of its own; the reference's passages once,
+    kept with the prepared reference.
+    """
+    sentences = [
+        texts.normalized[i].text[span.start : span.end]
+        for i, spans in enumerate(texts.sentences)
+        for span in spans
+    ]
+    n_sentences = len(sentences)
+    if n_sentences == 0 or not reference.passages:
+        return np.zeros(n_sentences, dtype=np.intp), np.zeros(n_sentences)
+    passages = reference.passage_characters(encoder)
+    best_passage = np.zeros(n_sentences, dtype=np.intp)
+    best_sim = np.zeros(n_sentences)
+    for lo in range(0, n_sentences, _SENTENCES_PER_CHUNK):
+        chunk = encoder.encode(sentences[lo : lo + _SENTENCES_PER_CHUNK]).char
+        sims = (chunk @ passages.T).toarray()
+        best_passage[lo : lo + len(sims)] = sims.argmax(axis=1)
+        best_sim[lo : lo + len(sims)] = sims.max(axis=1)
+    return best_passage, best_sim
+
+
+_SENTENCES_PER_CHUNK = 512
 
 
 def _top_passages(

@@ -72,6 +72,9 @@ class Reference:
     claims_origin: str = "stated in the reference file"
     format: str = "text"
     """How to read ``body``: ``text``, ``html`` or ``markdown`` (as for scored texts)."""
+    variants: dict[str, Reference] = field(default_factory=dict)
+    """The same document in other languages, by language code; their claims share the ids of
+    this one's (see :mod:`service.reference_files`)."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +91,31 @@ class PreparedReference:
     body: EncodedTexts
     claim_vectors: EncodedTexts
     passages: tuple[Span, ...]
+    variants: dict[str, PreparedReference] = field(default_factory=dict)
+    """Prepared variants in other languages, by language code."""
+    _passage_characters: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         """The reference id."""
         return self.reference.id
+
+    @property
+    def language(self) -> str:
+        """The language of this (main) variant."""
+        return self.reference.metadata.get("language", "en")
+
+    def passage_characters(self, encoder: TextEncoder) -> object:
+        """The character n-gram TF-IDF rows of ``passages`` (P × H, unit rows), made on first use
+        and kept (evidence in languages the word vocabulary lacks)."""
+        found = self._passage_characters.get("char")
+        if found is None:
+            found = self._passage_characters["char"] = encoder.encode([p.text for p in self.passages]).char
+        return found
+
+    def variant(self, language: str) -> PreparedReference:
+        """The variant in ``language`` (this one for its own language or one it lacks)."""
+        return self.variants.get(language, self)
 
 
 def prepare_reference(
@@ -118,6 +141,12 @@ def prepare_reference(
             raise ReferenceContentError(
                 f"claims.{k}", f"claim {claims[k].id!r} has no words (two or more letters or digits)"
             )
+    variants = {}
+    for language, variant in reference.variants.items():
+        try:
+            variants[language] = prepare_reference(variant, encoder)
+        except ReferenceContentError as error:
+            raise ReferenceContentError(f"variants.{language}.{error.field}", error.message) from None
     return PreparedReference(
         reference=reference,
         claims=tuple(claims),
@@ -125,6 +154,7 @@ def prepare_reference(
         body=body,
         claim_vectors=claim_vectors,
         passages=_source_spans(body, 0),
+        variants=variants,
     )
 
 

@@ -6,6 +6,8 @@ only with a new API version.
 
 from __future__ import annotations
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates
 
 from service.domain import input_rules
@@ -18,8 +20,10 @@ MAX_TITLE_CHARS = 1_000
 """Longest title of a reference sent with a request."""
 MAX_CLAIM_CHARS = 2_000
 """Longest claim of a reference sent with a request."""
-MAX_REFERENCE_ID_CHARS = 71
-"""Longest reference id: ``sha256:`` and 64 hex digits (file ids have at most 64 characters)."""
+MAX_FILE_REFERENCE_ID_CHARS = 64
+"""Longest id of a reference file."""
+CONTENT_ID = re.compile(r"sha256:[0-9a-f]{64}")
+"""The id of a reference sent with a request."""
 
 
 def _not_blank(value: str) -> None:
@@ -116,8 +120,11 @@ class ReferenceField(fields.Field):
 
     def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> object:
         if isinstance(value, str):
-            if not 1 <= len(value) <= MAX_REFERENCE_ID_CHARS:
-                raise ValidationError(f"A reference id has 1 to {MAX_REFERENCE_ID_CHARS} characters.")
+            if not (1 <= len(value) <= MAX_FILE_REFERENCE_ID_CHARS or CONTENT_ID.fullmatch(value)):
+                raise ValidationError(
+                    f"A reference id has 1 to {MAX_FILE_REFERENCE_ID_CHARS} characters, or is "
+                    "sha256: and 64 hex digits."
+                )
             return value
         if isinstance(value, dict):
             return ReferenceInputSchema().load(value)
@@ -142,7 +149,8 @@ class ScoreRequestSchema(Schema):
             "else 404 `reference-not-cached`), or a reference object sent with this request. "
             "Default: the default reference.",
             "oneOf": [
-                {"type": "string", "minLength": 1, "maxLength": 71},
+                {"type": "string", "minLength": 1, "maxLength": MAX_FILE_REFERENCE_ID_CHARS},
+                {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$"},
                 {"$ref": "#/components/schemas/ReferenceInput"},
             ],
         },
@@ -220,6 +228,7 @@ WARNING_CODES = (
     "too_short",
     "many_unknown_words",
     "keyword_list",
+    "stance_not_modelled",
 )
 
 
@@ -232,7 +241,9 @@ class WarningSchema(Schema):
             "`mostly_links` (half the text or more is URLs or e-mail addresses), `language_mismatch` "
             "(another language than the reference: no stance), `no_words`, `too_short` (under 8 "
             "words), `many_unknown_words` (half the words or more not in the model's vocabulary), "
-            "`keyword_list` (a tenth of the words or more in keyword lists or repeated sentences)."
+            "`keyword_list` (a tenth of the words or more in keyword lists or repeated sentences), "
+            "`stance_not_modelled` (scored against a reference variant in a language the stance "
+            "model does not read: similarity and evidence only)."
         },
     )
     message = fields.String(required=True)
@@ -294,6 +305,14 @@ class TextResultSchema(Schema):
         allow_none=True,
         metadata={"description": "The text's identified language; null for a text without letters."},
     )
+    reference_language = fields.String(
+        required=True,
+        metadata={
+            "description": "Language of the reference variant this text was scored against: the "
+            "text's own when the reference has it, else the reference's main language. Stance only "
+            "in `en` (else null with `stance_not_modelled`); evidence offsets index that variant's text."
+        },
+    )
     claims = fields.List(fields.Nested(ClaimScoreSchema), required=True)
     warnings = fields.List(fields.Nested(WarningSchema), required=True)
     evidence = fields.Nested(EvidenceSchema, metadata={"description": "Only with explain: true."})
@@ -346,6 +365,14 @@ class ReferenceSchema(Schema):
     metadata = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     claims_origin = fields.String(required=True)
     claims = fields.List(fields.Nested(ClaimSchema), required=True)
+    languages = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "The main language, then those of the variants (a text in one of "
+            "them is scored against that variant)."
+        },
+    )
 
 
 class ReferenceDetailSchema(ReferenceSchema):

@@ -23,6 +23,7 @@ def describe(prepared: PreparedReference, default_id: str) -> dict:
         "default": reference.id == default_id,
         "metadata": reference.metadata,
         "claims_origin": prepared.claims_origin,
+        "languages": [prepared.language, *prepared.variants],
         "claims": [
             {
                 "id": claim.id,
