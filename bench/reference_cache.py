@@ -131,6 +131,10 @@ def main() -> int:
             "text_chars": len(TEXT),
             "latency_ms": {kind: percentiles(values) for kind, values in kinds.items()},
             "cache": {
+                "hits": cache_metric(session, base, 'discourse_reference_cache_lookups_total{result="hit"}'),
+                "misses": cache_metric(
+                    session, base, 'discourse_reference_cache_lookups_total{result="miss"}'
+                ),
                 "entries": cache_metric(session, base, "discourse_reference_cache_entries"),
                 "estimated_bytes": cache_metric(session, base, "discourse_reference_cache_bytes"),
                 "evictions": cache_metric(session, base, "discourse_reference_cache_evictions_total"),

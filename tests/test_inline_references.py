@@ -253,3 +253,19 @@ def test_another_spelling_of_the_same_content_is_prepared_for_its_own_offsets(en
     assert cache.get(plain.id, same_source=(text, "text")) is plain
     assert cache.get(plain.id, same_source=(text, "markdown")) is None
     assert cache.get(plain.id, same_source=(text + " ", "text")) is None
+
+
+def test_a_sent_reference_in_a_language_the_model_does_not_read_gets_no_stance(client: FlaskClient) -> None:
+    russian = {
+        "title": "Плотина и озеро",
+        "text": "Озеро Верин этим летом обмелело на два метра. Главная причина обмеления — новая плотина "
+        "выше по течению. Инженеры выяснили, что плотина задержала большую часть весеннего паводка.",
+    }
+    text = "Инженеры считают, что новая плотина задержала весенний паводок и озеро обмелело."
+    body = score(client, russian, [text]).get_json()
+    assert body["reference"]["language"] == "ru"
+    [result] = body["results"]
+    assert result["reference_language"] == "ru"
+    assert result["stance"] is None and result["related"] is None
+    assert "stance_not_modelled" in [w["code"] for w in result["warnings"]]
+    assert result["similarity"] > 0.1

@@ -13,7 +13,8 @@ and shipped model as the fixture.
 
 Two request rules cannot be written in OpenAPI 3.0 and are documented in prose
 instead (the 422 description and ``x-limits``): text ids unique within a request,
-and the per-request limits on texts and characters. A schema-valid request that
+the per-request limits on texts and characters, and a sent reference's text limit and words in
+its text and claims. A schema-valid request that
 breaks one of them must get a 422 validation problem naming the field; every other
 check still applies to it.
 """
@@ -29,6 +30,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, Settings
+from service.domain.normalization import normalize
+from service.domain.text import tokenize
 from service.http.app import create_app
 from service.runtime import load_runtime
 
@@ -64,6 +67,17 @@ def _prose_rule_broken(case: Any) -> str | None:
     for i, item in enumerate(texts):
         if isinstance(item.get("text"), str) and len(item["text"]) > SETTINGS.max_text_chars:
             return f"texts.{i}.text"
+    # A sent reference: its text within the limit, and words in its text and in each claim
+    # (a word is Unicode-aware, which an OpenAPI 3.0 pattern cannot say).
+    reference = body.get("reference")
+    if isinstance(reference, dict) and isinstance(reference.get("text"), str):
+        if len(reference["text"]) > SETTINGS.max_reference_chars:
+            return "reference.text"
+        if not tokenize(normalize(reference["text"], reference.get("format", "text")).text):
+            return "reference.text"
+        for k, claim in enumerate(reference.get("claims") or []):
+            if isinstance(claim, str) and not tokenize(normalize(claim).text):
+                return f"reference.claims.{k}"
     return None
 
 
