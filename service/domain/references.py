@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from service.domain.encoding import EncodedTexts, TextEncoder
 from service.domain.normalization import NormalizedText, normalize
 from service.domain.text import WORD_PATTERN, Span, tokenize
@@ -237,16 +239,15 @@ def derive_claims(
     wanted = min(MAX_DERIVED_CLAIMS, max(MIN_DERIVED_CLAIMS, len(full) // SENTENCES_PER_DERIVED_CLAIM))
     wanted -= int(with_title)
     chosen: list[int] = []
-    candidates = list(full)
-    while candidates and len(chosen) < wanted:
-
-        def gain(i: int) -> float:
-            redundancy = max((likeness[i, j] for j in chosen), default=0.0)
-            return float(centrality[i] - REDUNDANCY_WEIGHT * redundancy)
-
-        best = max(candidates, key=gain)  # ties: the earlier sentence (max keeps the first)
+    available = np.zeros(len(sentences), dtype=bool)
+    available[full] = True
+    redundancy = np.zeros(len(sentences))  # largest cosine with a chosen sentence
+    while available.any() and len(chosen) < wanted:
+        gain = np.where(available, centrality - REDUNDANCY_WEIGHT * redundancy, -np.inf)
+        best = int(np.argmax(gain))  # ties: the earlier sentence
         chosen.append(best)
-        candidates.remove(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, likeness[:, best])
     claims = [Claim(id="title", text=reference.title)] if with_title else []
     claims += [
         Claim(id=f"sentence-{i + 1}", text=sentences[i].text, source=sentences[i]) for i in sorted(chosen)
