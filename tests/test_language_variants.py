@@ -98,3 +98,16 @@ def test_a_broken_variant_is_refused_naming_the_file_and_field(tmp_path: Path, e
     with pytest.raises(ReferenceFileError, match=message) as raised:
         load_reference_file(broken)
     assert str(broken) in str(raised.value)
+
+
+def test_the_reference_detail_gives_each_variant_text(pair_runtime: Runtime) -> None:
+    client = create_app(
+        Settings(rate_limit_enabled=False, seeds_dir=PAIR_DIR), runtime=pair_runtime
+    ).test_client()
+    detail = client.get("/v1/references/lake-levels").get_json()
+    ru = detail["variants"]["ru"]
+    assert ru["text"] == pair_runtime.scorer.reference().variant("ru").reference.body
+    assert [c["id"] for c in ru["claims"]] == [c["id"] for c in detail["claims"]]
+    written = load_reference_file(PAIR).variants["ru"].claims
+    for claim, source in zip(ru["claims"], written, strict=True):
+        assert ru["text"][claim["source_start"] : claim["source_end"]] == source.source.text

@@ -12,7 +12,7 @@ from apispec import APISpec
 
 from service.http.schemas import ScoreResponseSchema
 from service.http.views.health import readiness
-from service.http.views.references import describe, describe_scored
+from service.http.views.references import describe, describe_scored, detail
 from service.runtime import Runtime
 
 SCORE_REQUEST_EXAMPLE = {
@@ -46,7 +46,7 @@ def document_examples(spec: APISpec, runtime: Runtime) -> None:
             }
         ),
         ("/v1/references", "get"): {"references": [described]},
-        ("/v1/references/{reference_id}", "get"): {**described, "text": reference.reference.body},
+        ("/v1/references/{reference_id}", "get"): detail(reference, scorer.default_reference),
         ("/v1/models", "get"): {"models": [runtime.model.card]},
         ("/livez", "get"): {"status": "ok"},
         ("/readyz", "get"): readiness(runtime),

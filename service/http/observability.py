@@ -18,8 +18,8 @@ say when metrics are broken. In multiprocess mode ``process_*`` series come
 for the master and each live worker, labelled ``process``.
 
 Every label has a bounded set of values: route templates (not paths), a fixed
-list of methods, HTTP status codes, reference ids the runtime knows, the four
-stance labels and the problem type slugs.
+list of methods, HTTP status codes, reference ids the runtime knows (``inline`` for every
+reference sent with a request), the four stance labels and the problem type slugs.
 """
 
 from __future__ import annotations

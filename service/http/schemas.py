@@ -379,6 +379,23 @@ class ReferenceDetailSchema(ReferenceSchema):
     text = fields.String(
         required=True, metadata={"description": "The reference body as written; evidence offsets index it."}
     )
+    variants = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(lambda: ReferenceVariantSchema()),
+        required=True,
+        metadata={"description": "The reference in other languages, by language code ({} if none)."},
+    )
+
+
+class ReferenceVariantSchema(Schema):
+    """One language variant of a reference file: its own title, text and claims (same ids)."""
+
+    title = fields.String(required=True)
+    text = fields.String(
+        required=True,
+        metadata={"description": "The variant's body as written; evidence against it indexes this text."},
+    )
+    claims = fields.List(fields.Nested(ClaimSchema), required=True)
 
 
 class ReferenceListSchema(Schema):

@@ -75,4 +75,20 @@ def get_reference(reference_id: str):
         prepared = scorer.reference(reference_id)
     except UnknownReferenceError as error:
         raise Problem("unknown-reference", f"{error}; GET /v1/references lists the available ones.") from None
-    return {**describe(prepared, scorer.default_reference), "text": prepared.reference.body}
+    return detail(prepared, scorer.default_reference)
+
+
+def detail(prepared: PreparedReference, default_id: str) -> dict:
+    """The API form of a reference with its text and its language variants."""
+    return {
+        **describe(prepared, default_id),
+        "text": prepared.reference.body,
+        "variants": {
+            language: {
+                "title": variant.reference.title,
+                "text": variant.reference.body,
+                "claims": describe(variant, default_id)["claims"],
+            }
+            for language, variant in prepared.variants.items()
+        },
+    }

@@ -46,7 +46,9 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts 
     422,
     "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
     "too many texts, text too long, too many sentences or words per text or per request, duplicate "
-    "ids (validation-error; `errors` names each field, or `texts` for a per-request limit).",
+    "ids; a sent reference without words or over its limit, or a claim without words "
+    "(validation-error; `errors` names each field, e.g. `reference.claims.3`, or `texts` for a "
+    "per-request limit).",
 )
 @documents_problem(
     blp,
