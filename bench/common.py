@@ -123,6 +123,7 @@ OPTIMISED_FILES = (
     "service/domain/pair_features.py",
     "service/domain/evidence.py",
     "service/domain/scorer.py",
+    "service/domain/stance.py",
 )
 
 

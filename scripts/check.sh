@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install discourse-compare with its dev and dask extras into ./.venv (created if missing), then run
-# the linters and the whole test suite. CI runs exactly this (.ci/run).
+# the linters, the type checker and the whole test suite. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
@@ -23,4 +23,5 @@ fi
 .venv/bin/python -m pip install --quiet -e '.[dev,dask]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -29,6 +29,7 @@ import numpy as np
 import sklearn
 
 from service.domain.encoding import EncoderConfig, TextEncoder
+from service.domain.errors import DiscourseError
 from service.domain.pair_features import FEATURE_NAMES
 from service.domain.stance import (
     AveragedClassifier,
@@ -49,7 +50,7 @@ CARD_MARKDOWN_FILE = "MODEL_CARD.md"
 CHECKED_FILES = (ENCODER_FILE, ARRAYS_FILE)
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(DiscourseError, RuntimeError):
     """A model artifact cannot be used; the message names the file and the problem."""
 
 

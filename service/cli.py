@@ -202,33 +202,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``discourse`` console script."""
     args = _parser().parse_args(argv)
-    from service.artifacts import ArtifactError
-    from service.config import SettingsError
-    from service.corpus import CorpusError
-    from service.domain.scorer import UnknownReferenceError
-    from service.file_scoring import InputError
+    from service.domain.errors import DiscourseError
     from service.outputs import OutputError
-    from service.reference_files import ReferenceFileError
-    from service.training.fnc import DataFormatError
-    from service.training.process_pool import TrainingProcessError
 
     try:
         return _COMMANDS[args.command](args)
-    except (
-        ArtifactError,
-        ReferenceFileError,
-        DataFormatError,
-        InputError,
-        UnknownReferenceError,
-        TrainingProcessError,
-        SettingsError,
-        CorpusError,
-    ) as error:
-        print(f"discourse {args.command}: {error}", file=sys.stderr)
-        return 1
     except OutputError as error:
         print(f"discourse {args.command}: {error}", file=sys.stderr)
         return 2
+    except DiscourseError as error:
+        print(f"discourse {args.command}: {error}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours, and nothing more to say.
         sys.stderr.close()

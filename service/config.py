@@ -8,16 +8,21 @@ called by the application factory (or by the command line), and tests build
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.util
 import ipaddress
 import math
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+from service.domain.errors import DiscourseError
 
 PREFIX = "DISCOURSE_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +35,7 @@ MIN_KEY_CHARS = 16
 _SHA256_HEX_LENGTH = 64
 
 
-class SettingsError(ValueError):
+class SettingsError(DiscourseError, ValueError):
     """An environment variable has a value that cannot be used; the message names it."""
 
 
@@ -111,12 +116,13 @@ class Settings:
             hint = f"; did you mean {close[0]}?" if close else "; the README's configuration table lists them"
             raise SettingsError(f"{name}: unknown setting{hint}")
         values: dict[str, Any] = {}
+        field_types = setting_types()
         for name, f in known.items():
             if name not in environ:
                 continue
             raw = environ[name]
             try:
-                values[f.name] = _parse(f.type, raw)
+                values[f.name] = _parse(field_types[f.name], raw)
             except ValueError as error:
                 raise SettingsError(f"{name}={raw!r}: {error}") from None
         settings = cls(**values)
@@ -124,7 +130,18 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        """Reject values that cannot work, naming the variable (reads the API keys file)."""
+        """Reject values that cannot work, naming the variable (reads the API keys file).
+
+        Settings built in code are first held to their fields' types (a ``str`` where a
+        ``Path`` is expected, say), so that a wrong one is named rather than failing later.
+        """
+        for name, kind in setting_types().items():
+            value = getattr(self, name)
+            if not _has_type(value, kind):
+                expected = _type_name(kind)
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()}={value!r}: expected {expected}, not {type(value).__name__}"
+                )
         for name in ("max_body_bytes", "max_texts", "max_text_chars", "page_max_rows"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
@@ -179,14 +196,47 @@ class Settings:
         return replace(self, **changes)
 
 
+@functools.cache
+def setting_types() -> dict[str, Any]:
+    """The type of every :class:`Settings` field (the real types, not their annotation strings)."""
+    return typing.get_type_hints(Settings)
+
+
+def _has_type(value: object, kind: Any) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typing.get_origin(kind) is tuple:
+        return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return any(_has_type(value, option) for option in typing.get_args(kind))
+    return isinstance(value, kind)
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(option) for option in typing.get_args(kind))
+    return "None" if kind is type(None) else getattr(kind, "__name__", str(kind))
+
+
 def _parse(kind: Any, raw: str) -> Any:
-    kind = str(kind)
-    if kind == "int":
+    """The value of a variable of type ``kind`` written ``raw``; ValueError says what was expected."""
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):  # X | None: a set variable is an X
+        (kind,) = (option for option in typing.get_args(kind) if option is not type(None))
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected true or false")
+    if kind is int:
         try:
             return int(raw.strip())
         except ValueError:
             raise ValueError("expected a whole number") from None
-    if kind == "float":
+    if kind is float:
         try:
             value = float(raw.strip())
         except ValueError:
@@ -194,27 +244,22 @@ def _parse(kind: Any, raw: str) -> Any:
         if not math.isfinite(value):
             raise ValueError("expected a finite number")
         return value
-    if kind == "bool":
-        lowered = raw.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError("expected true or false")
-    if kind.startswith("tuple"):
+    if typing.get_origin(kind) is tuple:
         parts = tuple(part.strip() for part in raw.split(","))
         if not any(parts):
             raise ValueError("is set but empty; unset the variable instead")
         if not all(parts):
             raise ValueError("has an empty entry (a stray comma?)")
         return parts
-    if "Path" in kind:
+    if kind is Path:
         if not raw.strip():
             raise ValueError("is set but blank; give a path or unset the variable")
         return Path(raw)
-    if not raw.strip():
-        raise ValueError("is set but blank; give a value or unset the variable")
-    return raw.strip()
+    if kind is str:
+        if not raw.strip():
+            raise ValueError("is set but blank; give a value or unset the variable")
+        return raw.strip()
+    raise TypeError(f"no parser for settings of type {kind!r}")  # a new field of a new type
 
 
 # --- API keys -----------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
+from service.domain.errors import DiscourseError
 from service.textfiles import (
     IdIndex,
     ReadOptions,
@@ -44,7 +46,7 @@ MANIFEST_FORMAT = 1
 _HASH_CHUNK = 1 << 20
 
 
-class CorpusError(ValueError):
+class CorpusError(DiscourseError, ValueError):
     """The inputs or the output folder of a partitioned run cannot be used; the message says why."""
 
 
@@ -212,7 +214,8 @@ def plan(paths: list[Path], options: ReadOptions, partition_size: int, fmt: str 
         stop = following[1] if following is not None and following[0] == input_number else None
         where = f"{paths[input_number]}:" if several else ""
         made = {
-            line: index.finish(TextRow(line, None, ""), where).id  # type: ignore[union-attr]
+            # A row without an id is never refused: it gets a record.
+            line: cast(TextRecord, index.finish(TextRow(line, None, ""), where)).id
             for line in id_less
         }
         partitions.append(Partition(number, input_number, start, stop, first_line, count, made))
@@ -262,7 +265,7 @@ def score_partition(task: PartitionTask) -> PartResult:
 
     started = time.perf_counter()
     runtime = worker_runtime(task.model_dir, task.seeds_dir, task.model_sha256)
-    scorer = runtime.scorer  # type: ignore[attr-defined]
+    scorer = runtime.scorer
     partition = task.partition
     out_dir = Path(task.out_dir)
     results_path = out_dir / f"{partition.name}.jsonl"

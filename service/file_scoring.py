@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from service.config import Settings
+from service.domain.errors import DiscourseError
 from service.outputs import OutputError, atomic_text, refuse_inputs, same_file
 from service.progress import Progress
 from service.textfiles import (
@@ -45,7 +46,7 @@ EXIT_REJECTED = 3
 STDIN = "-"
 
 
-class InputError(ValueError):
+class InputError(DiscourseError, ValueError):
     """An input cannot be read as a whole; the message names it."""
 
 

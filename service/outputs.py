@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from service.domain.errors import DiscourseError
 
-class OutputError(ValueError):
+
+class OutputError(DiscourseError, ValueError):
     """An output cannot be written where asked (it is an input, or its folder cannot be made)."""
 
 

@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+from service.domain.errors import DiscourseError
 from service.domain.references import MAX_CLAIMS, Claim, Reference
 from service.domain.text import Span
 
@@ -21,7 +22,7 @@ _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin", "variants"}
 
 
-class ReferenceFileError(RuntimeError):
+class ReferenceFileError(DiscourseError, RuntimeError):
     """A reference file is malformed; the message names the file and the problem.
 
     A RuntimeError, like :class:`service.artifacts.ArtifactError`, so that gunicorn

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from service.domain import input_rules
+from service.domain.errors import DiscourseError
 
 FORMATS = ("jsonl", "csv", "parquet")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -41,7 +42,7 @@ _BOM = b"\xef\xbb\xbf"
 _MISSING = "Missing data for required field."
 
 
-class TextFileError(ValueError):
+class TextFileError(DiscourseError, ValueError):
     """A whole file cannot be read (no text column, not the format, …); the message says why.
 
     The command line prefixes the file's name.
@@ -293,7 +294,8 @@ def _checked(line: int, offset: int, text: object, id_: object, has_id: bool, op
         problem = input_rules.id_problem(id_)
         if problem:
             return RowError(line, "id", problem, None, offset)
-    given = id_ if has_id else None
+    # Past the id check a given id is a string.
+    given = id_ if has_id and isinstance(id_, str) else None
     if text is _ABSENT:
         return RowError(line, "text", _MISSING, given, offset)
     problem = input_rules.text_problem(text, options.max_text_chars)
@@ -370,7 +372,7 @@ def _ends_in_quotes(line: bytes, in_quotes: bool) -> bool:
     position, end = 0, len(line)
     while True:
         if in_quotes:
-            position = _QUOTED.match(line, position).end()
+            position = _QUOTED.match(line, position).end()  # type: ignore[union-attr]  # matches ''
             if position >= end:
                 return True
             in_quotes = False

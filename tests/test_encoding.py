@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse.linalg import norm as sparse_norm
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from service.domain.encoding import LEXICON_NAMES, EncoderConfig, TextEncoder, hashed_char_wb_counts
+from service.domain.char_hashing import hashed_char_wb_counts
+from service.domain.encoding import LEXICON_NAMES, EncoderConfig, TextEncoder
 from service.domain.lexicon import LEXICONS
 from service.domain.text import tokenize
 from tests.helpers import tiny_encoder_config
@@ -279,3 +281,66 @@ def test_the_fast_char_hasher_equals_scikit_learns(
     assert ours.indptr.tolist() == theirs.indptr.tolist()
     assert ours.indices.tolist() == theirs.indices.tolist()
     assert ours.data.tolist() == theirs.data.tolist()
+
+
+# Words from any Unicode letters, digits, punctuation or symbols, separated by every kind of
+# whitespace str.split() knows: repeated words give counts above 1 at any number of columns.
+_WHITESPACE = st.sampled_from(
+    [" ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2028", "\u3000"]
+)
+_WORD = st.text(st.characters(exclude_categories=("Cs", "Zs", "Zl", "Zp", "Cc")), min_size=1, max_size=9)
+
+
+@st.composite
+def _sentences(draw: st.DrawFn) -> str:
+    words = draw(st.lists(_WORD, min_size=0, max_size=12))
+    words += draw(st.lists(st.sampled_from(words), max_size=6)) if words else []
+    gaps = draw(st.lists(_WHITESPACE, min_size=len(words) + 1, max_size=len(words) + 1))
+    return "".join(gap + word for gap, word in zip(gaps, [*words, ""], strict=True))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    texts=st.lists(_sentences(), min_size=1, max_size=6),
+    data=st.data(),
+    bits=st.sampled_from([6, EncoderConfig().char_hash_bits]),
+)
+def test_the_fast_char_hasher_sums_rows_as_scikit_learn_counts(
+    texts: list[str], data: st.DataObject, bits: int
+) -> None:
+    """The scoring path: sentences summed into the rows of their texts (``rows``/``n_rows``), with
+    the model's n-gram range, give scikit-learn's counts summed the same way, column for column."""
+    config = EncoderConfig()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(texts)), max_size=3)))
+    rows = np.searchsorted(np.asarray(cuts), np.arange(len(texts)), side="right")
+    n_rows = int(rows[-1]) + 1 + data.draw(st.integers(0, 2))  # trailing rows without sentences
+    ours = hashed_char_wb_counts(
+        texts, config.char_ngram_min, config.char_ngram_max, 2**bits, rows=rows, n_rows=n_rows
+    )
+    per_text = HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(config.char_ngram_min, config.char_ngram_max),
+        n_features=2**bits,
+        alternate_sign=False,
+        norm=None,
+        lowercase=True,
+    ).transform(texts)
+    owner = sp.csr_matrix((np.ones(len(texts)), (rows, np.arange(len(texts)))), shape=(n_rows, len(texts)))
+    theirs = (owner @ per_text).tocsr()
+    theirs.sum_duplicates()
+    theirs.sort_indices()
+    theirs.eliminate_zeros()
+    assert ours.shape == theirs.shape
+    assert ours.indptr.tolist() == theirs.indptr.tolist()
+    assert ours.indices.tolist() == theirs.indices.tolist()
+    assert ours.data.tolist() == theirs.data.tolist()
+
+
+def test_the_fast_char_hasher_refuses_lone_surrogates_as_scikit_learn_does() -> None:
+    """Its caller falls back to scikit-learn on this error, so both must raise it."""
+    with pytest.raises(UnicodeEncodeError):
+        hashed_char_wb_counts(["NATO \ud800 text"], 3, 5, 2**10)
+    with pytest.raises(UnicodeEncodeError):
+        HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=2**10).transform(
+            ["NATO \ud800 text"]
+        )

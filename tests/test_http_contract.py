@@ -13,6 +13,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
 from service.config import Settings
+from service.domain.errors import DiscourseError
 from service.domain.stance import STANCE_LABELS
 from service.http.app import create_app
 from service.runtime import Runtime, load_runtime
@@ -318,6 +319,7 @@ def test_too_many_texts_is_422_on_texts(limited: FlaskClient, spec: dict) -> Non
     )
     assert error_fields(body) == {"texts"}
     assert str(MAX_TEXTS) in body["errors"][0]["message"]
+    assert body["detail"] == f"Over the limits: texts ({MAX_TEXTS + 1} given)."
 
 
 def test_too_long_texts_are_422_naming_each_one(limited: FlaskClient, spec: dict) -> None:
@@ -327,6 +329,7 @@ def test_too_long_texts_are_422_naming_each_one(limited: FlaskClient, spec: dict
     body = assert_problem(post_json(limited, {"texts": texts}), 422, "validation-error", spec)
     assert error_fields(body) == {"texts.0.text", "texts.2.text"}
     assert str(MAX_CHARS) in body["errors"][0]["message"]
+    assert body["detail"] == "Over the limits: texts.0.text, texts.2.text."
 
 
 def test_a_body_over_the_limit_is_413(limited: FlaskClient, spec: dict) -> None:
@@ -381,7 +384,15 @@ def test_get_one_reference_with_its_text(client: FlaskClient, spec: dict, runtim
 
 
 def test_unknown_reference_id_is_404(client: FlaskClient, spec: dict) -> None:
-    assert_problem(client.get("/v1/references/no-such-reference"), 404, "unknown-reference", spec)
+    by_path = assert_problem(client.get("/v1/references/no-such-reference"), 404, "unknown-reference", spec)
+    in_body = assert_problem(
+        post_json(client, {"texts": [{"text": ON_TOPIC}], "reference": "no-such-reference"}),
+        404,
+        "unknown-reference",
+    )
+    # One mapping from the error to its problem, whichever way the id came.
+    for key in ("type", "title", "status", "detail", "errors"):
+        assert by_path[key] == in_body[key]
 
 
 def test_models_lists_the_loaded_card(client: FlaskClient, spec: dict, runtime: Runtime) -> None:
@@ -456,6 +467,20 @@ def test_unexpected_errors_are_500_problems_without_details(runtime: Runtime, mo
     assert body["detail"] == "An unexpected error occurred; it was logged."
 
 
+def test_a_user_error_outside_the_problem_table_is_still_a_500(runtime: Runtime, monkeypatch) -> None:
+    """Only the table's errors become 4xx problems: a DiscourseError raised in the HTTP layer is a bug."""
+    app: Flask = create_app(Settings(rate_limit_enabled=False), runtime=runtime)
+
+    def refuse(*_args, **_kwargs):
+        raise DiscourseError("DISCOURSE_SOMETHING is wrong")
+
+    monkeypatch.setattr(runtime.scorer, "score", refuse)
+    response = app.test_client().post("/v1/score", json={"texts": [{"text": "NATO"}]})
+    body = assert_problem(response, 500, "internal-error")
+    assert "DISCOURSE_SOMETHING" not in response.get_data(as_text=True)
+    assert body["detail"] == "An unexpected error occurred; it was logged."
+
+
 # -- the OpenAPI document and the docs page --------------------------------------
 
 OPERATIONS = {
@@ -516,7 +541,12 @@ def test_openapi_documents_the_configured_limits(limited: FlaskClient) -> None:
         "max_texts": MAX_TEXTS,
         "max_text_chars": MAX_CHARS,
     }
-    assert f"{MAX_TEXTS} texts per request" in spec["info"]["description"]
+    # The request's limits document themselves in its schema.
+    schemas = spec["components"]["schemas"]
+    assert schemas["ScoreRequest"]["properties"]["texts"]["maxItems"] == MAX_TEXTS
+    assert schemas["TextInput"]["properties"]["text"]["maxLength"] == MAX_CHARS
+    assert f"at most {MAX_TEXTS}," in schemas["ScoreRequest"]["properties"]["texts"]["description"]
+    assert f"{MAX_BODY} bytes" in spec["info"]["description"]
 
 
 def test_openapi_examples_conform_to_their_schemas(spec: dict) -> None:

@@ -88,6 +88,30 @@ def test_a_bad_environment_is_one_error_naming_the_variable(environ: dict[str, s
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model_dir": " "}, "DISCOURSE_MODEL_DIR=' ': expected Path, not str"),
+        ({"seeds_dir": None}, "DISCOURSE_SEEDS_DIR=None: expected Path, not NoneType"),
+        ({"max_texts": "5"}, "DISCOURSE_MAX_TEXTS='5': expected int, not str"),
+        ({"max_texts": True}, "DISCOURSE_MAX_TEXTS=True: expected int, not bool"),
+        ({"request_deadline": "2"}, "DISCOURSE_REQUEST_DEADLINE='2': expected float, not str"),
+        ({"api_keys": [KEY]}, "DISCOURSE_API_KEYS=["),
+        ({"api_keys_file": "keys.txt"}, "DISCOURSE_API_KEYS_FILE='keys.txt': expected Path or None, not str"),
+        ({"rate_limit_enabled": "false"}, "DISCOURSE_RATE_LIMIT_ENABLED='false': expected bool, not str"),
+    ],
+)
+def test_settings_built_in_code_with_a_wrong_type_name_the_setting(changes: dict, message: str) -> None:
+    """Not a TypeError or AttributeError later: the same one-line error as from the environment."""
+    with pytest.raises(SettingsError) as caught:
+        Settings(**changes).check()
+    assert message in str(caught.value)
+
+
+def test_whole_numbers_are_accepted_for_seconds() -> None:
+    Settings(drain_seconds=0, request_deadline=3).check()
+
+
 def test_an_empty_keys_file_is_refused(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# no keys yet\n\n")

@@ -295,3 +295,51 @@ def test_label_indices() -> None:
     assert STANCE_LABELS == ("agree", "disagree", "discuss", "unrelated")
     with pytest.raises(ValueError, match="unknown stance label 'maybe'"):
         as_label_indices(["agree", "maybe"])
+
+
+def walk_each_tree(ensemble: TreeEnsemble, rows: np.ndarray) -> np.ndarray:
+    """Probabilities by following every row down every tree node by node (NaN goes right)."""
+    raw = np.tile(ensemble.baseline, (len(rows), 1))
+    for r, row in enumerate(rows):
+        for root, tree_class in zip(ensemble.roots, ensemble.tree_class, strict=True):
+            node = root
+            while ensemble.left[node] >= 0:
+                value = row[ensemble.feature_indices[ensemble.feature[node]]]
+                node = ensemble.left[node] if value <= ensemble.threshold[node] else ensemble.right[node]
+            raw[r, tree_class] += ensemble.value[node]
+    exp = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def lopsided_ensemble(depth: int = 3) -> TreeEnsemble:
+    """Two classes, three trees: a stump, a chain three deep on the right, a lone leaf."""
+    return TreeEnsemble(
+        feature_indices=np.array([3, 1, 0]),
+        # tree 0: nodes 0-2; tree 1: nodes 3-9 (right chain 3 -> 5 -> 7); tree 2: node 10
+        feature=np.array([0, 0, 0, 1, 0, 2, 0, 0, 0, 0, 0]),
+        threshold=np.array([0.0, 0, 0, -0.5, 0, 0.25, 0, 1.0, 0, 0, 0]),
+        left=np.array([1, -1, -1, 4, -1, 6, -1, 8, -1, -1, -1]),
+        right=np.array([2, -1, -1, 5, -1, 7, -1, 9, -1, -1, -1]),
+        value=np.array([0, 0.3, -0.2, 0, 0.5, 0, -0.7, 0, 0.9, -1.1, 0.05]),
+        roots=np.array([0, 3, 10]),
+        tree_class=np.array([1, 0, 1]),
+        baseline=np.array([0.1, -0.1]),
+        depth=depth,
+    )
+
+
+def test_tree_ensemble_equals_a_node_by_node_walk_of_uneven_trees_with_missing_values() -> None:
+    ensemble = lopsided_ensemble()
+    rows = np.random.default_rng(3).normal(size=(300, 4))
+    rows[np.random.default_rng(4).random(rows.shape) < 0.2] = np.nan
+    rows[:5, 1] = -0.5  # exactly at a threshold: goes left
+    np.testing.assert_allclose(ensemble.predict_proba(rows), walk_each_tree(ensemble, rows), rtol=1e-12)
+    # Deeper than needed changes nothing.
+    np.testing.assert_array_equal(
+        lopsided_ensemble(depth=5).predict_proba(rows), ensemble.predict_proba(rows)
+    )
+
+
+def test_tree_ensemble_refuses_a_depth_shallower_than_its_trees() -> None:
+    with pytest.raises(ValueError, match=r"deeper than the ensemble's depth \(2\)"):
+        lopsided_ensemble(depth=2)

@@ -18,16 +18,26 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer
-from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+from service.domain.char_hashing import hashed_char_wb_counts
 from service.domain.lexicon import LEXICONS, NEGATING
 from service.domain.normalization import NormalizedText, normalize
+from service.domain.sparse_rows import (
+    _count_matrix,
+    _nonzero_csr,
+    _normalize_rows,
+    _owner_matrix,
+    _select_rows,
+    _share,
+    _sum_rows,
+)
 from service.domain.text import WORD_PATTERN, Span, split_sentences
+from service.domain.vectors import EncodedTexts, blend_cosines, cross
 from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
 
 LEXICON_NAMES: tuple[str, ...] = tuple(LEXICONS)
@@ -81,139 +91,18 @@ class EncoderConfig:
         return asdict(self)
 
 
-@dataclass
-class EncodedTexts:
-    """Every representation of a batch of ``n`` texts; rows follow input order."""
-
-    word: sp.csr_matrix  # (n, V) L2-normalised word TF-IDF
-    char: sp.csr_matrix  # (n, H) L2-normalised character n-gram TF-IDF
-    lead: sp.csr_matrix  # (n, V) L2-normalised word TF-IDF of the first sentences
-    terms: sp.csr_matrix  # (n, V) 1 where a content term occurs
-    bm25: sp.csr_matrix  # (n, V) BM25 weight of each content term
-    negated: sp.csr_matrix  # (n, V) 1 where a content term follows a negation
-    lexicon: np.ndarray  # (n, L) lexicon counts
-    lead_lexicon: np.ndarray  # (n, L) lexicon counts in the lead sentences
-    n_tokens: np.ndarray  # (n,) word tokens
-    n_known: np.ndarray  # (n,) word tokens found in the vocabulary
-    n_listed: np.ndarray  # (n,) word tokens in keyword lists or repeated sentences (down-weighted)
-    normalized: list[NormalizedText] = field(repr=False)  # the texts as read, with offsets back
-    sentences: list[list[Span]] = field(repr=False)  # offsets into normalized[i].text
-    sentence_word: sp.csr_matrix = field(repr=False)  # (S, V) per sentence
-    sentence_lexicon: np.ndarray = field(repr=False)  # (S, L)
-    sentence_owner: np.ndarray = field(repr=False)  # (S,) index of the text
-    # Right-hand factors of products with these texts, built on first use (see ``cross``).
-    _factors: dict[str, _RightFactor] = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return self.word.shape[0]
-
-    def take(self, rows: Sequence[int]) -> EncodedTexts:
-        """The encoded texts at ``rows`` (sorted, distinct), as if only they had been encoded."""
-        sentence_mask = np.isin(self.sentence_owner, rows)
-        remap = np.full(len(self), -1)
-        remap[rows] = np.arange(len(rows))
-        return EncodedTexts(
-            word=self.word[rows],
-            char=self.char[rows],
-            lead=self.lead[rows],
-            terms=self.terms[rows],
-            bm25=self.bm25[rows],
-            negated=self.negated[rows],
-            lexicon=self.lexicon[rows],
-            lead_lexicon=self.lead_lexicon[rows],
-            n_tokens=self.n_tokens[rows],
-            n_known=self.n_known[rows],
-            n_listed=self.n_listed[rows],
-            normalized=[self.normalized[i] for i in rows],
-            sentences=[self.sentences[i] for i in rows],
-            sentence_word=self.sentence_word[sentence_mask],
-            sentence_lexicon=self.sentence_lexicon[sentence_mask],
-            sentence_owner=remap[self.sentence_owner[sentence_mask]],
-        )
-
-    def factor(self, name: str) -> _RightFactor:
-        """The :class:`_RightFactor` of the matrix attribute ``name``, built once and kept.
-
-        Encoded texts are never modified, so the factor stays valid; a
-        concurrent first use at worst builds it twice.
-        """
-        found = self._factors.get(name)
-        if found is None:
-            found = self._factors[name] = _RightFactor.of(getattr(self, name))
-        return found
-
-    def warm_factors(self, *names: str) -> None:
-        """Build the factors of ``names`` now (for long-lived texts such as references)."""
-        for name in names:
-            self.factor(name)
-
-
-DENSE_FACTOR_ROWS = 64
-"""A right-hand side of at most this many rows (claims, a body) gets a dense factor; a
-larger one (a body's passages) a sparse one, so its memory stays proportional to its entries."""
-
-
-@dataclass(frozen=True)
-class _RightFactor:
-    """The transpose of a sparse matrix ``B`` (K × D, D up to 2**20), compacted to its used columns.
-
-    ``columns`` are the sorted distinct columns of ``B``; ``transposed`` is
-    ``B[:, columns].T`` (m × K), dense for small K, else CSR. With it,
-    ``A @ B.T`` needs no transpose of ``B`` over all D columns (which costs
-    O(D) per product), only a look-up of ``A``'s columns in ``columns``.
-    ``usable`` is False when ``B`` stores duplicate entries (encoded texts never
-    do); :func:`cross` then takes the plain product.
-    """
-
-    columns: np.ndarray
-    transposed: np.ndarray | sp.csr_matrix
-    usable: bool
-
-    @classmethod
-    def of(cls, matrix: sp.spmatrix) -> _RightFactor:
-        """Build the factor of ``matrix`` (any sparse format)."""
-        canonical = sp.csr_matrix(matrix, copy=True)
-        canonical.sum_duplicates()
-        n_rows = canonical.shape[0]
-        columns = np.unique(canonical.indices)
-        rows = np.repeat(np.arange(n_rows), np.diff(canonical.indptr))
-        compact_columns = np.searchsorted(columns, canonical.indices)
-        transposed: np.ndarray | sp.csr_matrix
-        if n_rows <= DENSE_FACTOR_ROWS:
-            transposed = np.zeros((len(columns), n_rows))
-            transposed[compact_columns, rows] = canonical.data
-        else:
-            transposed = sp.csr_matrix(
-                (canonical.data, (compact_columns, rows)), shape=(len(columns), n_rows)
-            )
-        return cls(columns, transposed, canonical.nnz == matrix.nnz)
-
-
-def cross(left: sp.csr_matrix, right: EncodedTexts, name: str) -> np.ndarray:
-    """``(left @ getattr(right, name).T).toarray()``, bit for bit, without transposing the right side.
-
-    ``left`` keeps its storage order and only its entries in columns the right
-    side uses, so every output element is the same sequence of floating-point
-    products and additions that scipy's sparse product performs. (A dense
-    factor adds exact zeros for the right rows without the column, which
-    changes no sum of non-negative terms; every encoded matrix is non-negative.)
-    """
-    factor = right.factor(name)
-    if not factor.usable:
-        return (left @ getattr(right, name).T).toarray()
-    n_rows, n_columns = left.shape[0], len(factor.columns)
-    n_right = factor.transposed.shape[1]
-    if n_columns == 0 or left.nnz == 0:
-        return np.zeros((n_rows, n_right))
-    position = np.searchsorted(factor.columns, left.indices)
-    np.minimum(position, n_columns - 1, out=position)
-    hit = factor.columns[position] == left.indices
-    kept_before = np.concatenate(([0], np.cumsum(hit)))
-    compact = sp.csr_matrix(
-        (left.data[hit], position[hit], kept_before[left.indptr]), shape=(n_rows, n_columns)
+def char_hasher(config: EncoderConfig) -> HashingVectorizer:
+    """scikit-learn's hasher of the character n-grams of ``config``: it fits the character IDF,
+    and :func:`hashed_char_wb_counts` computes its counts (the tests hold the two equal)."""
+    return HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(config.char_ngram_min, config.char_ngram_max),
+        n_features=2**config.char_hash_bits,
+        alternate_sign=False,
+        norm=None,
+        lowercase=True,
+        dtype=np.float64,
     )
-    product = compact @ factor.transposed
-    return product.toarray() if sp.issparse(product) else np.asarray(product)
 
 
 class TextEncoder:
@@ -275,15 +164,7 @@ class TextEncoder:
         for term in NEGATING:
             if term in self.index:
                 self._negating[self.index[term]] = True
-        self._hasher = HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(config.char_ngram_min, config.char_ngram_max),
-            n_features=2**config.char_hash_bits,
-            alternate_sign=False,
-            norm=None,
-            lowercase=True,
-            dtype=np.float64,
-        )
+        self._hasher = char_hasher(config)
 
     @property
     def n_terms(self) -> int:
@@ -317,15 +198,7 @@ class TextEncoder:
         n_docs = len(docs)
         dfs = np.array([doc_freq.get(t, 0) for t in vocabulary], dtype=np.float64)
         word_idf = np.log((1.0 + n_docs) / (1.0 + dfs)) + 1.0
-        hasher = HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(config.char_ngram_min, config.char_ngram_max),
-            n_features=2**config.char_hash_bits,
-            alternate_sign=False,
-            norm=None,
-            lowercase=True,
-        )
-        char_counts = hasher.transform(docs)
+        char_counts = char_hasher(config).transform(docs)
         char_df = np.bincount(char_counts.indices, minlength=2**config.char_hash_bits)
         char_idf = np.log((1.0 + n_docs) / (1.0 + char_df)) + 1.0
         return cls(config, vocabulary, word_idf, char_idf, total_tokens / n_docs)
@@ -376,7 +249,7 @@ class TextEncoder:
         for i, item in enumerate(normalized):
             if i % 16 == 0:
                 checkpoint()
-            kept: list[Span] = []
+            kept_spans: list[Span] = []
             text_tokens = 0
             text = item.text
             # A text without a single word has no sentence to keep: not splitting it spares the
@@ -391,7 +264,7 @@ class TextEncoder:
                 words = WORD_PATTERN.findall(span.text.lower())
                 if counter.over:  # only counting from here on: the call will be refused
                     text_tokens += len(words)
-                    kept += [span] if words else []
+                    kept_spans += [span] if words else []
                     continue
                 char_texts.append(span.text)
                 char_owner.append(i)
@@ -399,13 +272,13 @@ class TextEncoder:
                 if not words:
                     continue
                 text_tokens += len(words)
-                kept.append(span)
+                kept_spans.append(span)
                 token_ids.extend([lookup(tok, unknown) for tok in words])
                 tokens_per_sentence.append(len(words))
                 sentence_owner.append(i)
                 sentence_rank.append(rank)
-            counter.add_text(i, len(kept), text_tokens)
-            all_sentences.append([] if counter.over else kept)
+            counter.add_text(i, len(kept_spans), text_tokens)
+            all_sentences.append([] if counter.over else kept_spans)
         counter.raise_if_over()
         checkpoint()
 
@@ -540,10 +413,7 @@ class TextEncoder:
         A weighted mean of the word and character cosines, which equals the
         cosine of the concatenated, weighted vectors; in [0, 1].
         """
-        w = self.config.char_weight
-        word = cross(a.word, b, "word")
-        char = cross(a.char, b, "char")
-        return np.clip((1.0 - w) * word + w * char, 0.0, 1.0)
+        return blend_cosines(cross(a.word, b, "word"), cross(a.char, b, "char"), self.config.char_weight)
 
     # -- helpers -----------------------------------------------------------
 
@@ -648,259 +518,3 @@ class TextEncoder:
     def idf_of(self, term_indices: np.ndarray) -> np.ndarray:
         """Content-word IDF of the given vocabulary columns (0 for stop words)."""
         return self._content_idf[term_indices]
-
-
-# -- fast exact equivalents of scikit-learn steps ----------------------------------
-
-
-# The helpers below build exactly the matrices scipy's COO conversion, row indexing and
-# eliminate_zeros build (same entries in the same storage order), without their per-call overhead,
-# which is most of the cost of encoding a single short text.
-
-
-def _share(
-    weighted_owner: sp.csr_matrix | None, sentence_rows: sp.csr_matrix, counts: sp.csr_matrix
-) -> np.ndarray | None:
-    """For each entry of ``counts`` (the unweighted sums of ``sentence_rows``), the weighted
-    share of its occurrences: its weighted sum over its count, aligned with ``counts.data``.
-
-    ``None`` when nothing is weighted (every share would be 1).
-    """
-    if weighted_owner is None:
-        return None
-    if counts.nnz == 0:
-        return np.zeros(0)
-    weighted = _sum_rows(weighted_owner, sentence_rows)
-    # Sorted column indices let scipy look each entry up by binary search; unsorted (as the
-    # product leaves them) it scans the row for every entry: quadratic in a long text's terms.
-    weighted.sort_indices()
-    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-    return np.asarray(weighted[rows, counts.indices], dtype=np.float64).ravel() / counts.data
-
-
-def _count_matrix(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
-    """How often each (row, column) pair occurs, as canonical CSR (sorted, summed; float64).
-
-    The matrix ``csr_matrix((ones, (rows, columns)))`` followed by ``sum_duplicates()`` gives.
-    """
-    keys, counts = np.unique(rows * n_columns + columns, return_counts=True)
-    indptr = np.zeros(n_rows + 1, dtype=np.int32)
-    np.cumsum(np.bincount(keys // n_columns, minlength=n_rows), out=indptr[1:])
-    return sp.csr_matrix(
-        (counts.astype(np.float64), (keys % n_columns).astype(np.int32), indptr), shape=(n_rows, n_columns)
-    )
-
-
-COMPACT_MIN_COLUMNS = 4096
-"""From this many columns, :func:`_sum_rows` multiplies over the used columns only."""
-
-
-def _sum_rows(owner: sp.csr_matrix, rows: sp.csr_matrix) -> sp.csr_matrix:
-    """``(owner @ rows).tocsr()``, the same entries in the same storage order, computed over the
-    columns ``rows`` uses.
-
-    scipy's sparse product allocates and zero-fills two work arrays as long as the right-hand
-    side is wide (2**20 hashed character n-grams: 12 MB); with the service's allocator settings
-    (service.http.admission.tune_allocator) each is a fresh mapping, so every product paid for
-    page faults on 12 MB, most of the cost of encoding a long text. Relabelling the used columns
-    0..k-1 keeps the product's order of work, so the result is identical.
-    """
-    if rows.shape[1] < COMPACT_MIN_COLUMNS or rows.nnz == 0:
-        return (owner @ rows).tocsr()
-    used, compact = np.unique(rows.indices, return_inverse=True)
-    narrow = sp.csr_matrix(
-        (rows.data, compact.astype(rows.indices.dtype), rows.indptr), shape=(rows.shape[0], len(used))
-    )
-    product = (owner @ narrow).tocsr()
-    return sp.csr_matrix(
-        (product.data, used[product.indices].astype(product.indices.dtype), product.indptr),
-        shape=(owner.shape[0], rows.shape[1]),
-    )
-
-
-def _owner_matrix(owner: np.ndarray, n_texts: int, weights: np.ndarray | None = None) -> sp.csr_matrix:
-    """(n_texts, len(owner)) with ``weights[s]`` (default 1) at (owner[s], s): sums sentence rows
-    into text rows.
-
-    ``owner`` is non-decreasing, so this is in canonical order.
-    """
-    n_sentences = len(owner)
-    indptr = np.zeros(n_texts + 1, dtype=np.int32)
-    np.cumsum(np.bincount(owner, minlength=n_texts), out=indptr[1:])
-    data = np.ones(n_sentences) if weights is None else np.asarray(weights, dtype=np.float64)
-    return sp.csr_matrix((data, np.arange(n_sentences, dtype=np.int32), indptr), shape=(n_texts, n_sentences))
-
-
-def _select_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
-    """``matrix[keep]`` for a boolean row mask, entries in the same order."""
-    row_nnz = np.diff(matrix.indptr)
-    entries = np.repeat(keep, row_nnz)
-    indptr = np.zeros(int(keep.sum()) + 1, dtype=matrix.indptr.dtype)
-    np.cumsum(row_nnz[keep], out=indptr[1:])
-    return sp.csr_matrix(
-        (matrix.data[entries], matrix.indices[entries], indptr), shape=(len(indptr) - 1, matrix.shape[1])
-    )
-
-
-def _nonzero_csr(data: np.ndarray, like: sp.csr_matrix) -> sp.csr_matrix:
-    """A new CSR matrix with ``like``'s structure and ``data``, exact zeros dropped.
-
-    What ``m = like.copy(); m.data = data; m.eliminate_zeros()`` gives.
-    """
-    keep = data != 0
-    if keep.all():
-        return sp.csr_matrix((data, like.indices.copy(), like.indptr.copy()), shape=like.shape)
-    kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(keep, out=kept_before[1:])
-    indptr = kept_before[like.indptr].astype(like.indptr.dtype)
-    return sp.csr_matrix((data[keep], like.indices[keep], indptr), shape=like.shape)
-
-
-def _normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """L2-normalise the rows of ``matrix`` in place; empty rows stay empty.
-
-    The kernel that ``sklearn.preprocessing.normalize`` runs on a CSR matrix,
-    without its input validation (which costs more than the work for one text).
-    """
-    if matrix.dtype != np.float64 or not matrix.data.flags.writeable:
-        matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
-    inplace_csr_row_normalize_l2(matrix)
-    return matrix
-
-
-_C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
-
-
-def _rotl(x: np.ndarray, r: int) -> np.ndarray:
-    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
-
-
-def _murmurhash3_32(words: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """MurmurHash3 (x86, 32-bit, seed 0) of the ``length``-byte strings at byte offsets ``starts``, as int32.
-
-    ``words[i]`` holds the four bytes at offset ``i`` as a little-endian uint32
-    (the buffer is padded, so every offset has one). This is the hash
-    scikit-learn's FeatureHasher applies to the UTF-8 bytes of each feature.
-    """
-    h = np.zeros(len(starts), dtype=np.uint32)
-    n_blocks = length // 4
-    for b in range(n_blocks):
-        k = _rotl(words[starts + 4 * b] * _C1, 15) * _C2
-        h = _rotl(h ^ k, 13) * np.uint32(5) + np.uint32(0xE6546B64)
-    tail = length & 3
-    if tail:
-        k = words[starts + 4 * n_blocks] & np.uint32((1 << (8 * tail)) - 1)
-        h ^= _rotl(k * _C1, 15) * _C2
-    h ^= np.uint32(length)
-    h ^= h >> np.uint32(16)
-    h *= np.uint32(0x85EBCA6B)
-    h ^= h >> np.uint32(13)
-    h *= np.uint32(0xC2B2AE35)
-    h ^= h >> np.uint32(16)
-    return h.view(np.int32)
-
-
-def hashed_char_wb_counts(
-    texts: Sequence[str],
-    min_n: int,
-    max_n: int,
-    n_features: int,
-    *,
-    rows: np.ndarray | None = None,
-    n_rows: int | None = None,
-) -> sp.csr_matrix:
-    """Counts of hashed ``char_wb`` n-grams: ``HashingVectorizer(analyzer="char_wb",
-    ngram_range=(min_n, max_n), n_features=n_features, alternate_sign=False, norm=None,
-    lowercase=True).transform(texts)``, computed with array operations instead of one
-    Python string per n-gram.
-
-    As scikit-learn does: lower-case, split on whitespace, pad each word with a
-    space on both sides, take every n-gram of ``min_n`` to ``max_n`` characters
-    inside a padded word (a padded word shorter than ``min_n`` counts once,
-    whole), hash its UTF-8 bytes with MurmurHash3 and take ``|h| % n_features``.
-    The result is in canonical form (sorted indices, summed counts), as
-    scikit-learn's. Raises ``UnicodeEncodeError`` for text with lone surrogates.
-
-    ``rows`` (non-decreasing, one per text) sums texts into ``n_rows`` output
-    rows: the counts of sentences, summed by the text that holds them, without a
-    sparse product over all ``n_features`` columns.
-    """
-    n_texts = len(texts)
-    padded = [" " + "  ".join(parts) + " " if (parts := t.lower().split()) else "" for t in texts]
-    lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=n_texts)
-    owner = np.arange(n_texts, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    n_texts = n_texts if n_rows is None else n_rows
-    # The output row of every character of the joined texts: a look-up, not a search.
-    row_of = np.repeat(owner, lengths)
-    joined = "".join(padded)
-    encoded = joined.encode("utf-8")
-    raw = np.frombuffer(encoded, dtype=np.uint8)
-    n_chars, n_bytes = len(joined), len(encoded)
-    ascii_only = n_bytes == n_chars
-    if ascii_only:  # one byte per character
-        byte_of = np.arange(n_chars + 1, dtype=np.int64)
-    else:
-        byte_of = np.empty(n_chars + 1, dtype=np.int64)
-        byte_of[:-1] = np.flatnonzero((raw & 0xC0) != 0x80)
-        byte_of[-1] = n_bytes
-    # The four bytes at each offset as a little-endian uint32 (zero-padded at the end).
-    buffer = np.zeros(n_bytes + 3, dtype=np.uint32)
-    buffer[:n_bytes] = raw
-    words = buffer[:-3] | (buffer[1:-2] << 8) | (buffer[2:-1] << 16) | (buffer[3:] << 24)
-    words = np.concatenate([words, np.zeros(3, dtype=np.uint32)])  # offsets up to n_bytes + 2
-    # Every character is inside one padded word " w "; its spaces come in pairs (start, end).
-    is_space = raw[byte_of[:-1]] == 0x20
-    spaces = np.flatnonzero(is_space)
-    word_start, word_end = spaces[0::2], spaces[1::2]
-    starts_here = np.zeros(n_chars, dtype=np.int64)
-    starts_here[word_start] = 1
-    last_char = word_end[np.cumsum(starts_here) - 1]  # last character of each character's word
-    positions = np.arange(n_chars, dtype=np.int64)
-
-    # (n-gram start characters, their length in characters) per group.
-    groups: list[tuple[np.ndarray, np.ndarray | int]] = []
-    for n in range(min_n, max_n + 1):
-        groups.append((positions[positions + n - 1 <= last_char], n))
-    short = word_end - word_start + 1 < min_n  # padded words shorter than min_n count once, whole
-    if short.any():
-        groups.append((word_start[short], (word_end - word_start + 1)[short]))
-
-    key_parts: list[np.ndarray] = []
-    for first, n_chars_each in groups:
-        if len(first) == 0:
-            continue
-        byte_start = byte_of[first]
-        if ascii_only and isinstance(n_chars_each, int):
-            by_length = [(n_chars_each, np.arange(len(first)))]
-        else:
-            byte_length = byte_of[first + n_chars_each] - byte_start
-            by_length = [
-                (int(length), np.flatnonzero(byte_length == length))
-                for length in np.flatnonzero(np.bincount(byte_length))
-            ]
-        hashes = np.empty(len(first), dtype=np.int32)
-        for length, chosen in by_length:
-            hashes[chosen] = _murmurhash3_32(words, byte_start[chosen], length)
-        wide = hashes.astype(np.int64)
-        index = np.abs(wide) % n_features
-        index[wide == -(2**31)] = (2**31 - 1 - (n_features - 1)) % n_features
-        row = row_of[first]
-        key_parts.append(row * n_features + index)
-
-    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, dtype=np.int64)
-    if n_texts * n_features < 2**31:
-        keys = keys.astype(np.int32)  # sorts faster
-    keys.sort()
-    first_of_run = np.empty(len(keys), dtype=bool)
-    if len(keys):
-        first_of_run[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=first_of_run[1:])
-    run_start = np.flatnonzero(first_of_run)
-    counts = np.diff(np.append(run_start, len(keys)))
-    unique_keys = keys[run_start].astype(np.int64)
-    indptr = np.zeros(n_texts + 1, dtype=np.int32)
-    np.cumsum(np.bincount(unique_keys // n_features, minlength=n_texts), out=indptr[1:])
-    return sp.csr_matrix(
-        (counts.astype(np.float64), (unique_keys % n_features).astype(np.int32), indptr),
-        shape=(n_texts, n_features),
-    )

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from service.domain.encoding import EncodedTexts, TextEncoder, cross
+from service.domain.encoding import TextEncoder
 from service.domain.references import PreparedReference
+from service.domain.vectors import EncodedTexts, cross
 from service.domain.workload import text_chunks
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from service.domain.encoding import LEXICON_NAMES, EncodedTexts, TextEncoder, cross
+from service.domain.encoding import LEXICON_NAMES, TextEncoder
 from service.domain.stance import RELATED_LABELS
+from service.domain.vectors import EncodedTexts, cross
 from service.domain.workload import text_chunks
 
 _PAIR = (

@@ -27,13 +27,15 @@ from dataclasses import dataclass, fields
 import numpy as np
 import scipy.sparse as sp
 
-from service.domain.encoding import EncodedTexts, TextEncoder
+from service.domain.encoding import TextEncoder
+from service.domain.errors import DiscourseError
 from service.domain.normalization import normalize
 from service.domain.references import Claim, PreparedReference, Reference, content_id, prepare_reference
 from service.domain.text import Span
+from service.domain.vectors import EncodedTexts
 
 
-class ReferenceNotCachedError(KeyError):
+class ReferenceNotCachedError(DiscourseError, KeyError):
     """A ``sha256:`` reference id that is not (or no longer) in this process's cache."""
 
     def __init__(self, reference_id: str) -> None:

@@ -7,10 +7,13 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
-from service.domain.encoding import EncodedTexts, TextEncoder
+from service.domain.encoding import TextEncoder
+from service.domain.errors import DiscourseError
 from service.domain.normalization import NormalizedText, normalize
 from service.domain.text import WORD_PATTERN, Span, tokenize
+from service.domain.vectors import EncodedTexts
 
 MAX_CLAIMS = 20
 """Most claims a reference may state (in a file or in a request)."""
@@ -38,7 +41,7 @@ _THESIS_VERBS = frozenset(
 something; without, it is read as a label ("Eurasian security"), not a thesis."""
 
 
-class ReferenceContentError(ValueError):
+class ReferenceContentError(DiscourseError, ValueError):
     """A reference's content cannot be used; ``field`` names the part at fault.
 
     ``field`` is a path such as ``text`` or ``claims.3`` (relative to the
@@ -95,7 +98,7 @@ class PreparedReference:
     passages: tuple[Span, ...]
     variants: dict[str, PreparedReference] = field(default_factory=dict)
     """Prepared variants in other languages, by language code."""
-    _passage_characters: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    _passage_characters: dict[str, sp.csr_matrix] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -107,7 +110,7 @@ class PreparedReference:
         """The language of this (main) variant."""
         return self.reference.metadata.get("language", "en")
 
-    def passage_characters(self, encoder: TextEncoder) -> object:
+    def passage_characters(self, encoder: TextEncoder) -> sp.csr_matrix:
         """The character n-gram TF-IDF rows of ``passages`` (P × H, unit rows), made on first use
         and kept (evidence in languages the word vocabulary lacks)."""
         found = self._passage_characters.get("char")

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.domain.encoding import EncodedTexts, TextEncoder
+from service.domain.encoding import TextEncoder
+from service.domain.errors import DiscourseError
 from service.domain.evidence import Evidence, find_evidence
 from service.domain.language import Language, LanguageIdentifier, shared_identifier
 from service.domain.normalization import NormalizedText, normalize
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
+from service.domain.vectors import EncodedTexts, blend_cosines
 from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
 
 MIN_WORDS = 8
@@ -81,7 +83,7 @@ class TextScore:
     """The language of the reference variant the text was scored against."""
 
 
-class UnknownReferenceError(KeyError):
+class UnknownReferenceError(DiscourseError, KeyError):
     """No reference has the requested id."""
 
     def __init__(self, reference_id: str) -> None:
@@ -251,9 +253,8 @@ class Scorer:
         )
         checkpoint()
         n_texts, n_claims, n_features = features.shape
-        w = self.encoder.config.char_weight
-        claim_similarity = np.clip(
-            (1 - w) * features[:, :, _COS_WORD] + w * features[:, :, _COS_CHAR], 0.0, 1.0
+        claim_similarity = blend_cosines(
+            features[:, :, _COS_WORD], features[:, :, _COS_CHAR], self.encoder.config.char_weight
         )
         claim_probs = self.stance_model.predict_proba(features.reshape(-1, n_features))
         claim_probs = claim_probs.reshape(n_texts, n_claims, len(STANCE_LABELS))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -110,6 +111,7 @@ class TreeEnsemble:
             raise ValueError("tree_class names a class outside the baseline")
         if not (np.isfinite(self.threshold[inner]).all() and np.isfinite(self.value).all()):
             raise ValueError("thresholds and leaf values must be finite")
+        self._layout  # noqa: B018  (built now, so that a tree deeper than ``depth`` fails at load)
 
     @property
     def n_outputs(self) -> int:
@@ -118,20 +120,58 @@ class TreeEnsemble:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities for rows of ``features`` (all pair features): shape (M, C)."""
-        x = features[:, self.feature_indices]
-        n_rows = x.shape[0]
-        node = np.broadcast_to(self.roots, (n_rows, len(self.roots))).copy()
-        rows = np.arange(n_rows)[:, None]
-        # All trees advance one level per step; a leaf keeps its node.
+        levels, leaf_values, class_bounds = self._layout
+        n_rows, n_trees = features.shape[0], len(self.roots)
+        values = np.ascontiguousarray(features, dtype=np.float64).ravel()
+        row_starts = (np.arange(n_rows) * features.shape[1])[:, None]
+        tree_offsets = np.arange(n_trees)
+        # Every tree is laid out as a perfect binary tree, level by level, so a row's position
+        # at the next level is 2 * position + (went right): three flat gathers per level.
+        position = np.zeros((n_rows, n_trees), dtype=np.intp)
+        for level, (columns, thresholds) in enumerate(levels):
+            flat = (tree_offsets << level) + position
+            went_right = ~(values.take(row_starts + columns.take(flat)) <= thresholds.take(flat))
+            position <<= 1
+            position += went_right
+        reached = leaf_values.take((tree_offsets << len(levels)) + position)  # (M, trees)
+        raw = np.zeros((n_rows, self.n_outputs)) + self.baseline
+        for c, (lo, hi) in enumerate(class_bounds):
+            # Tree after tree, in order (a Fortran-ordered sum adds column after column): the
+            # order the validation figures were computed in, so probabilities stay bit-identical.
+            raw[:, c] += np.asfortranarray(reached[:, lo:hi]).sum(axis=1)
+        return _softmax(raw)
+
+    @cached_property
+    def _layout(self) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, list[tuple[int, int]]]:
+        """The trees as perfect binary trees of ``depth`` levels, grouped by class.
+
+        A leaf above the last level becomes a split that sends every row, NaN
+        included, to a copy of itself (threshold +inf, both children the same
+        leaf), so results equal a walk of the original nodes; within a class the
+        trees keep their order, so the leaf values are summed in the same order.
+        Returns, per level, the pair-feature column and threshold of each
+        (tree, position) flattened; the leaf value of each (tree, position) of
+        the last level; and the [lo, hi) range of trees of each class.
+
+        Raises ``ValueError`` when a tree is deeper than ``depth``.
+        """
+        order = np.argsort(self.tree_class, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self.tree_class, minlength=self.n_outputs))])
+        class_bounds = [(int(bounds[c]), int(bounds[c + 1])) for c in range(self.n_outputs)]
+        node = self.roots[order][:, None]  # (trees, positions at this level)
+        levels = []
         for _ in range(self.depth):
             leaf = self.left[node] < 0
-            go_left = x[rows, self.feature[node]] <= self.threshold[node]
-            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
-        raw = np.zeros((n_rows, self.n_outputs)) + self.baseline
-        leaf_values = self.value[node]  # (M, trees)
-        for c in range(self.n_outputs):
-            raw[:, c] += leaf_values[:, self.tree_class == c].sum(axis=1)
-        return _softmax(raw)
+            columns = self.feature_indices[np.where(leaf, 0, self.feature[node])]
+            thresholds = np.where(leaf, np.inf, self.threshold[node])
+            children = np.stack(
+                [np.where(leaf, node, self.left[node]), np.where(leaf, node, self.right[node])], axis=2
+            )
+            levels.append((columns.ravel(), thresholds.ravel()))
+            node = children.reshape(len(order), -1)
+        if (self.left[node] >= 0).any():
+            raise ValueError(f"a tree is deeper than the ensemble's depth ({self.depth})")
+        return levels, self.value[node].ravel(), class_bounds
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.domain.errors import DiscourseError
+
 Checkpoint = Callable[[], None]
 """Called between scoring stages; raises (any exception) to stop the work."""
 
@@ -50,7 +52,7 @@ class LimitViolation:
     message: str
 
 
-class WorkLimitError(ValueError):
+class WorkLimitError(DiscourseError, ValueError):
     """A call exceeds :class:`WorkLimits`; ``violations`` name each limit and text."""
 
     def __init__(self, violations: list[LimitViolation]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from apispec import BasePlugin
 from flask import Flask, Response, g, request
 from flask_cors import CORS
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
 from limits.errors import ConfigurationError
@@ -233,17 +233,6 @@ def _install_rate_limits(app: Flask, settings: Settings) -> None:
     def _not_limited() -> bool:
         # Probes, docs and metrics are never limited; preflights are answered without any work.
         return request.method == "OPTIONS" or not request.path.startswith((API_PREFIX, PAGE_ACTIONS_PREFIX))
-
-    @app.errorhandler(RateLimitExceeded)
-    def _rate_limited(error: RateLimitExceeded) -> Response:
-        # flask-limiter's after_request hook adds Retry-After and the X-RateLimit-* headers.
-        return problem_response(
-            Problem(
-                "rate-limited",
-                f"Rate limit exceeded ({error.description}); retry after the number of seconds in "
-                "the Retry-After header.",
-            )
-        )
 
     app.extensions["discourse.limiter"] = limiter
     _install_auth_failure_limit(app, limiter, settings)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException
+from flask.json.provider import DefaultJSONProvider
 
 from service import __version__
 from service.config import Settings
-from service.domain.reference_cache import ReferenceCache, ReferenceNotCachedError
-from service.domain.references import ReferenceContentError
+from service.domain.reference_cache import ReferenceCache
 from service.http import access, observability
 from service.http.admission import Admission
 from service.http.api import ProblemApi
 from service.http.body import check_json_body, init_admission
+from service.http.errors import error_response
 from service.http.examples import document_examples
-from service.http.problems import Problem, problem_response
-from service.http.schemas import ReferenceInputSchema
+from service.http.schemas import ReferenceInputSchema, score_request_schema
 from service.http.views import health, models, page, references, scoring
 from service.http.views.scoring import REFERENCE_CACHE_KEY
 from service.runtime import Runtime, load_runtime
@@ -67,7 +66,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["discourse.admission"] = Admission(
         settings.max_heavy_in_flight, settings.heavy_request_bytes
     )
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):  # always, unless a provider class is configured
+        app.json.sort_keys = False
     # Per process, like admission: each forked worker fills its own (empty at the fork).
     app.extensions[REFERENCE_CACHE_KEY] = ReferenceCache(
         settings.reference_cache_entries, settings.reference_cache_bytes
@@ -79,7 +79,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     init_admission(app)
 
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [access.SecurityPlugin(settings)]})
-    for blueprint in (scoring.blp, references.blp, models.blp, health.blp):
+    # The request contract with this app's limits: the API and the web page load bodies with it.
+    request_schema = score_request_schema(settings)
+    app.extensions["discourse.request_schema"] = request_schema
+    for blueprint in (scoring.create_blueprint(request_schema), references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
     document_examples(api.spec, runtime)
     api.spec.components.schema("ReferenceInput", schema=ReferenceInputSchema)
@@ -87,48 +90,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(page.blp)
     _register_docs_assets(app)
 
-    @app.errorhandler(Problem)
-    def _problem(problem: Problem):
-        return problem_response(problem)
-
-    # References sent with a request (issue 17): the domain's errors as problems.
-    @app.errorhandler(ReferenceNotCachedError)
-    def _not_cached(error: ReferenceNotCachedError):
-        return problem_response(
-            Problem(
-                "reference-not-cached", str(error), errors=[{"field": "reference", "message": str(error)}]
-            )
-        )
-
-    @app.errorhandler(ReferenceContentError)
-    def _bad_reference(error: ReferenceContentError):
-        field = f"reference.{error.field}"
-        return problem_response(
-            Problem(
-                "validation-error",
-                f"Unusable reference: {field}.",
-                errors=[{"field": field, "message": error.message}],
-            )
-        )
-
-    @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
-        if isinstance(error, HTTPException):
-            return api.handle_http_exception(error)
-        # Logged with the traceback for operators; the client sees no detail.
-        log.exception("unhandled error")
-        return problem_response(Problem("internal-error", "An unexpected error occurred; it was logged."))
+    # The one path from an exception to its response (the page's routes render the same problems as HTML).
+    app.register_error_handler(Exception, error_response)
 
     return app
 
 
 def _spec_options(settings: Settings, runtime: Runtime) -> dict:
+    # The request's own limits are in its schema (maxItems, maxLength, descriptions); what is
+    # not a property of one request is said here.
     limits = (
-        f"Limits: request body {settings.max_body_bytes} bytes, {settings.max_texts} texts per "
-        f"request, {settings.max_text_chars} characters per text; {settings.max_sentences_per_text} "
-        f"sentences and {settings.max_tokens_per_text} words per text, {settings.max_sentences_per_request} "
-        f"sentences and {settings.max_tokens_per_request} words per request (a sentence counts if it has "
-        "a word; a word is a run of two or more letters or digits). Nothing is truncated: a request "
+        f"A request body has at most {settings.max_body_bytes} bytes. Nothing is truncated: a request "
         "over a limit is refused whole (413 or 422). Requests of "
         f"{settings.heavy_request_bytes} bytes or more are large: each worker scores at most "
         f"{settings.max_heavy_in_flight} at once and answers more with 503 `overloaded` and Retry-After. "

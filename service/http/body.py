@@ -44,7 +44,7 @@ def check_json_body() -> None:
     """``before_request`` hook: refuse bodies the JSON endpoints cannot take, with a precise problem."""
     if request.method not in _BODY_METHODS or request.url_rule is None:
         return
-    if getattr(current_app.view_functions.get(request.endpoint), "accepts_form", False):
+    if getattr(current_app.view_functions.get(request.endpoint or ""), "accepts_form", False):
         return
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -77,7 +77,8 @@ def check_json_body() -> None:
     # given back when the request ends: see init_admission).
     if current_app.extensions["discourse.admission"].enter(len(raw)):
         g.admitted = True
-    _refuse_oversized_batch(parse_json_strictly(raw))
+    # The one parse of the body: webargs loads the schema from it (see views/scoring.py).
+    g.json_body = parse_json_strictly(raw)
 
 
 def init_admission(app: Flask) -> None:
@@ -87,18 +88,6 @@ def init_admission(app: Flask) -> None:
     def _leave(_: BaseException | None) -> None:
         if g.pop("admitted", False):
             current_app.extensions["discourse.admission"].leave()
-
-
-def _refuse_oversized_batch(document: object) -> None:
-    """Refuse too many texts before schema validation, whose cost grows with the list."""
-    texts = document.get("texts") if isinstance(document, dict) else None
-    limit = current_app.extensions["discourse"]["settings"].max_texts
-    if isinstance(texts, list) and len(texts) > limit:
-        raise Problem(
-            "validation-error",
-            f"Over the limits: texts ({len(texts)} given).",
-            errors=[{"field": "texts", "message": f"At most {limit} texts per request."}],
-        )
 
 
 class _BodyDeadline:
@@ -216,10 +205,10 @@ def _check_depth(raw: bytes) -> None:
     """Refuse valid JSON ``raw`` nested deeper than :data:`MAX_JSON_DEPTH`.
 
     The parse above succeeds up to the interpreter's recursion limit minus the
-    current stack depth, but webargs parses the same body again a few frames
-    deeper: without a fixed limit a body nested just under that depth passes
-    here and raises RecursionError there (a 500). Outside its strings, the
-    depth of valid JSON is the running count of brackets; computed in one pass.
+    current stack depth, which varies with the server and the hooks run before;
+    a fixed limit gives the same answer to the same body everywhere. Outside its
+    strings, the depth of valid JSON is the running count of brackets; computed
+    in one pass.
     """
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return

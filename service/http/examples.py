@@ -8,6 +8,8 @@ service would not give.
 
 from __future__ import annotations
 
+from typing import Any
+
 from apispec import APISpec
 
 from service.http.schemas import ScoreResponseSchema
@@ -15,7 +17,7 @@ from service.http.views.health import readiness
 from service.http.views.references import describe, describe_scored, detail
 from service.runtime import Runtime
 
-SCORE_REQUEST_EXAMPLE = {
+SCORE_REQUEST_EXAMPLE: dict[str, Any] = {
     "texts": [
         {
             "id": "a1",

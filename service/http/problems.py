@@ -60,7 +60,7 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     )
 }
 
-_BY_STATUS = {}
+_BY_STATUS: dict[int, ProblemType] = {}
 for _t in PROBLEM_TYPES.values():
     _BY_STATUS.setdefault(_t.status, _t)
 

@@ -7,9 +7,11 @@ only with a new API version.
 from __future__ import annotations
 
 import re
+from collections.abc import Sized
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates
 
+from service.config import Settings
 from service.domain import input_rules
 from service.domain.input_rules import MAX_ID_CHARS, NOT_BLANK_PATTERN  # the one place of these rules
 from service.domain.normalization import FORMATS
@@ -26,9 +28,71 @@ CONTENT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 """The id of a reference sent with a request."""
 
 
-def _not_blank(value: str) -> None:
-    if input_rules.is_blank(value):
-        raise ValidationError(input_rules.BLANK_TEXT)
+class OverLimit(str):
+    """A validation message about a configured limit: the problem's detail says "Over the limits".
+
+    ``given`` says how much was sent where the message does not (``"5 given"``).
+    """
+
+    given: str = ""
+
+    def __new__(cls, message: str, given: str = "") -> OverLimit:
+        made = super().__new__(cls, message)
+        made.given = given
+        return made
+
+
+class MaxTexts(validate.Validator):
+    """At most ``max`` texts in a request.
+
+    ``min``, ``max`` and ``equal`` are read by apispec as for :class:`validate.Length`: the limit
+    shows in the OpenAPI document as ``maxItems``.
+    """
+
+    min = None
+    equal = None
+
+    def __init__(self, max_texts: int) -> None:
+        self.max = max_texts
+
+    def __call__(self, value: Sized) -> Sized:
+        if len(value) > self.max:
+            raise ValidationError(OverLimit(f"At most {self.max} texts per request.", f"{len(value)} given"))
+        return value
+
+
+class TextRules(validate.Validator):
+    """The rules of a text (:func:`input_rules.text_problem`: not blank, at most ``max`` characters).
+
+    ``min``, ``max`` and ``equal`` are read by apispec as for :class:`validate.Length`, so the
+    limit shows in the OpenAPI document as ``maxLength``.
+    """
+
+    min = None
+    equal = None
+
+    def __init__(self, max_text_chars: int) -> None:
+        self.max = max_text_chars
+
+    def __call__(self, value: str) -> str:
+        problem = input_rules.text_problem(value, self.max)
+        if problem is not None:
+            raise ValidationError(OverLimit(problem) if len(value) > self.max else problem)
+        return value
+
+
+class BoundedList(fields.List):
+    """A list whose :class:`MaxTexts` rules run before its items are loaded.
+
+    A request over the number of texts is refused before anything else is spent on it.
+    """
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> list:
+        if isinstance(value, list):
+            for rule in self.validators:
+                if isinstance(rule, MaxTexts):
+                    rule(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class StrictBoolean(fields.Boolean):
@@ -40,35 +104,9 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-class TextInputSchema(Schema):
-    """One text to score."""
-
-    id = fields.String(
-        validate=validate.Length(min=1, max=MAX_ID_CHARS),
-        metadata={
-            "description": 'Client id, echoed in the result. Default: the text\'s index ("0", "1", ...), '
-            'or, if another text of the request was given that id, "<index>-<k>" with the smallest '
-            "k >= 1 that no text uses, so ids never collide."
-        },
-    )
-    text = fields.String(
-        required=True,
-        validate=_not_blank,
-        metadata={
-            "description": "The text (plain text; any language is accepted, English is modelled); "
-            "not blank: at least one character other than whitespace.",
-            "pattern": NOT_BLANK_PATTERN,
-        },
-    )
-    format = fields.String(
-        load_default="text",
-        validate=validate.OneOf(FORMATS),
-        metadata={
-            "description": "How to read `text`: `text` (default), `html` (tags, scripts, styles and "
-            "attributes dropped, entities decoded) or `markdown`. Evidence offsets always index "
-            "`text` as sent."
-        },
-    )
+def _not_blank(value: str) -> None:
+    if input_rules.is_blank(value):
+        raise ValidationError(input_rules.BLANK_TEXT)
 
 
 class ReferenceInputSchema(Schema):
@@ -133,37 +171,89 @@ class ReferenceField(fields.Field):
         )
 
 
-class ScoreRequestSchema(Schema):
-    """Body of ``POST /v1/score``. Unknown fields are rejected."""
+def score_request_schema(settings: Settings) -> Schema:
+    """The body of ``POST /v1/score`` with the limits of ``settings`` in it.
 
-    texts = fields.List(
-        fields.Nested(TextInputSchema),
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"description": "The texts to score, in order (limits: see the operation)."},
-    )
-    reference = ReferenceField(
-        metadata={
-            "description": "The reference: the id of a reference file (GET /v1/references), the "
-            "`sha256:<hex>` id of a reference sent earlier (while this worker still has it cached, "
-            "else 404 `reference-not-cached`), or a reference object sent with this request. "
-            "Default: the default reference.",
-            "oneOf": [
-                {"type": "string", "minLength": 1, "maxLength": MAX_FILE_REFERENCE_ID_CHARS},
-                {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$"},
-                {"$ref": "#/components/schemas/ReferenceInput"},
+    Built once per app: the limits validate (422 ``validation-error`` naming each field) and
+    show in the OpenAPI document (``maxItems``, ``maxLength``, the field descriptions). The
+    sentence and word limits depend on how the text splits, so :mod:`service.domain.workload`
+    checks them while scoring; they are described here.
+    """
+
+    class TextInputSchema(Schema):
+        """One text to score."""
+
+        id = fields.String(
+            validate=validate.Length(min=1, max=MAX_ID_CHARS),
+            metadata={
+                "description": 'Client id, echoed in the result. Default: the text\'s index ("0", "1", '
+                '...), or, if another text of the request was given that id, "<index>-<k>" with the '
+                "smallest k >= 1 that no text uses, so ids never collide."
+            },
+        )
+        text = fields.String(
+            required=True,
+            validate=TextRules(settings.max_text_chars),
+            metadata={
+                "description": "The text (plain text; any language is accepted, English is modelled); "
+                "not blank: at least one character other than whitespace; at most "
+                f"{settings.max_text_chars} characters, {settings.max_sentences_per_text} sentences and "
+                f"{settings.max_tokens_per_text} words (a sentence counts if it has a word; a word is a "
+                "run of two or more letters or digits).",
+                "pattern": NOT_BLANK_PATTERN,
+            },
+        )
+        format = fields.String(
+            load_default="text",
+            validate=validate.OneOf(FORMATS),
+            metadata={
+                "description": "How to read `text`: `text` (default), `html` (tags, scripts, styles and "
+                "attributes dropped, entities decoded) or `markdown`. Evidence offsets always index "
+                "`text` as sent."
+            },
+        )
+
+    class ScoreRequestSchema(Schema):
+        """Body of ``POST /v1/score``. Unknown fields are rejected; a request over a limit is refused
+        whole (nothing is truncated)."""
+
+        texts = BoundedList(
+            fields.Nested(TextInputSchema),
+            required=True,
+            validate=[
+                validate.Length(min=1),
+                MaxTexts(settings.max_texts),
             ],
-        },
-    )
-    explain = StrictBoolean(
-        load_default=False,
-        metadata={"description": "Add an `evidence` object to every result (slower)."},
-    )
+            metadata={
+                "description": f"The texts to score, in order: at most {settings.max_texts}, with at "
+                f"most {settings.max_sentences_per_request} sentences and "
+                f"{settings.max_tokens_per_request} words in all."
+            },
+        )
+        reference = ReferenceField(
+            metadata={
+                "description": "The reference: the id of a reference file (GET /v1/references), the "
+                "`sha256:<hex>` id of a reference sent earlier (while this worker still has it cached, "
+                "else 404 `reference-not-cached`), or a reference object sent with this request. "
+                "Default: the default reference.",
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_FILE_REFERENCE_ID_CHARS},
+                    {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$"},
+                    {"$ref": "#/components/schemas/ReferenceInput"},
+                ],
+            },
+        )
+        explain = StrictBoolean(
+            load_default=False,
+            metadata={"description": "Add an `evidence` object to every result (slower)."},
+        )
 
-    @validates("texts")
-    def _unique_ids(self, texts: list[dict], **_: object) -> None:
-        if input_rules.duplicate_ids(t["id"] for t in texts if "id" in t):
-            raise ValidationError(input_rules.DUPLICATE_IDS)
+        @validates("texts")
+        def _unique_ids(self, texts: list[dict], **_: object) -> None:
+            if input_rules.duplicate_ids(t["id"] for t in texts if "id" in t):
+                raise ValidationError(input_rules.DUPLICATE_IDS)
+
+    return ScoreRequestSchema()
 
 
 class ReferenceBriefSchema(Schema):

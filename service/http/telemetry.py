@@ -30,7 +30,7 @@ import struct
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -143,7 +143,7 @@ def _allocate_new(filename: str) -> None:
 
 def install_allocation_guard() -> None:
     """Make prometheus_client create its multiprocess files with :class:`AllocatedMmapedDict`."""
-    values.MmapedDict = AllocatedMmapedDict  # type: ignore[attr-defined, misc]
+    values.MmapedDict = AllocatedMmapedDict  # type: ignore[misc]
 
 
 # --- Dead workers ---------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ class ProcessesCollector:
         processes += [(f"worker-{n}", pid) for n, pid in enumerate(live_children(self.master_pid))]
         families: dict[str, Metric] = {}
         for label, pid in processes:
-            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            collector = ProcessCollector(pid=_returning(pid), registry=None)
             for metric in collector.collect():
                 family = families.setdefault(
                     metric.name, Metric(metric.name, metric.documentation, metric.type)
@@ -348,3 +348,8 @@ class HealthCollector:
         )
         failures.add_metric([], float(shared_state.telemetry_failures()))
         yield failures
+
+
+def _returning(pid: int) -> Callable[[], int]:
+    """A function that returns ``pid`` (ProcessCollector asks for the pid through one)."""
+    return lambda: pid

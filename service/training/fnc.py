@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.domain.errors import DiscourseError
 from service.domain.stance import STANCE_LABELS
 
 # FNC-1 bodies can exceed the csv module's default field limit of 128 KiB.
@@ -47,7 +48,7 @@ class PairSet:
         )
 
 
-class DataFormatError(ValueError):
+class DataFormatError(DiscourseError, ValueError):
     """A stance or bodies file is not in FNC-1 format; the message names the file and row."""
 
 

@@ -35,6 +35,7 @@ from service.domain.pair_features import FEATURE_NAMES
 from service.domain.references import prepare_reference
 from service.domain.scorer import Scorer
 from service.domain.stance import STANCE_LABELS, StanceModel
+from service.domain.vectors import blend_cosines
 from service.reference_files import load_reference_directory
 from service.training.fnc import DataFormatError, PairSet, evaluation_report, read_pairs, story_split
 from service.training.model_card import render_model_card
@@ -68,12 +69,13 @@ def predict_pairs(encoder: TextEncoder, model: StanceModel, pairs: PairSet) -> P
     """Stance and similarity of every (headline, body) pair."""
     features = pair_feature_matrix(encoder, pairs, model.wording)
     probabilities = model.predict_proba(features)
-    w = encoder.config.char_weight
-    similarity = (1 - w) * features[:, FEATURE_NAMES.index("cos_word")] + w * features[
-        :, FEATURE_NAMES.index("cos_char")
-    ]
+    similarity = blend_cosines(
+        features[:, FEATURE_NAMES.index("cos_word")],
+        features[:, FEATURE_NAMES.index("cos_char")],
+        encoder.config.char_weight,
+    )
     labels = [STANCE_LABELS[i] for i in model.decide(probabilities)]
-    return Predictions(labels, probabilities, np.clip(similarity, 0.0, 1.0))
+    return Predictions(labels, probabilities, similarity)
 
 
 def validate_on_split(pairs: PairSet, config: TrainingConfig, seed: int) -> dict:

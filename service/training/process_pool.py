@@ -28,12 +28,14 @@ from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
 
+from service.domain.errors import DiscourseError
+
 Result = TypeVar("Result")
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-class TrainingProcessError(RuntimeError):
+class TrainingProcessError(DiscourseError, RuntimeError):
     """A worker process ended without returning its task's result (killed, perhaps for memory)."""
 
 

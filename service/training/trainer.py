@@ -12,7 +12,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 from sklearn.neural_network import MLPClassifier
 
@@ -411,15 +410,6 @@ def _fit_mlp(
     model.fit((x - mean) / scale, y, sample_weight=sample_weight)
     _check_classes(model)
     return _network_from_mlp(model, np.arange(x.shape[1]), mean, scale)
-
-
-def similarity_auc(features: np.ndarray, labels: list[str], char_weight: float) -> float:
-    """ROC-AUC of the service's ``similarity`` for related vs unrelated pairs."""
-    related = np.array([label != "unrelated" for label in labels])
-    sim = (1 - char_weight) * features[:, FEATURE_NAMES.index("cos_word")] + char_weight * features[
-        :, FEATURE_NAMES.index("cos_char")
-    ]
-    return float(roc_auc_score(related, sim))
 
 
 def with_short_versions(pairs: PairSet, seed: int) -> PairSet:

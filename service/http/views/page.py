@@ -2,10 +2,10 @@
 
 Server-rendered (Jinja, autoescaped) with htmx for partial updates; every
 action also works as a plain form post, so one text can be scored with
-JavaScript off. The page adds no rule of its own: a form is loaded through
-:class:`ScoreRequestSchema` and scored by :func:`score_request`, exactly as
-``POST /v1/score`` does, and its actions under ``/page/`` are guarded by the
-same API keys and rate limits (see :mod:`service.http.access`).
+JavaScript off. The page adds no rule of its own: a form is loaded through the
+app's request schema (:func:`service.http.schemas.score_request_schema`, with its limits)
+and scored by :func:`score_request`, exactly as ``POST /v1/score`` does, and its actions
+under ``/page/`` are guarded by the same API keys and rate limits (see :mod:`service.http.access`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from service.config import key_digests
-from service.domain.scorer import UnknownReferenceError
 from service.domain.stance import STANCE_LABELS
 from service.file_scoring import error_document
 from service.http.access import API_KEY_HEADER, PAGE_ACTIONS_PREFIX, PAGE_KEY_FIELD
 from service.http.body import accepts_form
+from service.http.errors import PROBLEM_OF, to_problem
 from service.http.page_downloads import results_csv, results_jsonl
 from service.http.problems import PROBLEM_TYPES, Problem, flatten_messages, problem_type_for_status
-from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
-from service.http.views.context import current_runtime, current_settings
+from service.http.schemas import ScoreResponseSchema
+from service.http.views.context import current_request_schema, current_runtime, current_settings
 from service.http.views.references import describe
 from service.http.views.scoring import score_request
 from service.textfiles import ReadOptions, TextFileError, format_of, read_texts
@@ -53,7 +53,6 @@ CONTENT_SECURITY_POLICY = (
 )
 
 _PICKER_FIELDS = ("one-reference", "many-reference")
-_REQUEST_SCHEMA = ScoreRequestSchema()
 _RESPONSE_SCHEMA = ScoreResponseSchema()
 
 
@@ -99,7 +98,7 @@ def score_one():
     if form.get("reference"):
         payload["reference"] = form["reference"]
     try:
-        loaded = _REQUEST_SCHEMA.load(payload)
+        loaded = current_request_schema().load(payload)
     except ValidationError as error:
         errors = flatten_messages(error.messages)
         fields = ", ".join(sorted({e["field"] for e in errors}))
@@ -189,12 +188,7 @@ def score_rows(rows: Sequence[tuple[int, str, str]], reference: str | None) -> d
     Returns one response document (reference, model, every result in row order).
     """
     runtime = current_runtime()
-    try:
-        prepared = runtime.scorer.reference(reference)
-    except UnknownReferenceError as error:
-        raise Problem(
-            "unknown-reference", str(error), errors=[{"field": "reference", "message": str(error)}]
-        ) from None
+    prepared = runtime.scorer.reference(reference)
     size = current_settings().max_texts
     results: list[dict] = []
     scored = {"reference": prepared.reference.id, "texts": 0, "characters": 0, "results": []}
@@ -205,7 +199,7 @@ def score_rows(rows: Sequence[tuple[int, str, str]], reference: str | None) -> d
             "reference": prepared.reference.id,
             "explain": False,
         }
-        document = _RESPONSE_SCHEMA.dump(score_request(_REQUEST_SCHEMA.load(payload)))
+        document = _RESPONSE_SCHEMA.dump(score_request(current_request_schema().load(payload)))
         results.extend(document["results"])
         for key in ("texts", "characters", "results"):
             scored[key] += g.scored[key]
@@ -221,27 +215,26 @@ def score_rows(rows: Sequence[tuple[int, str, str]], reference: str | None) -> d
 # --- errors: rendered as HTML on the page's own routes ----------------------------------------------
 
 
-@blp.errorhandler(Problem)
-def _problem(problem: Problem):
+def _page_error(error: Exception):
+    """The problem of :data:`PROBLEM_OF`; rate limits and HTTP errors worded for people, not programs."""
+    if isinstance(error, RateLimitExceeded):
+        detail = f"Too many requests ({error.description}); wait a moment and try again."
+        problem = Problem("rate-limited", detail)
+    elif isinstance(error, HTTPException):
+        kind = problem_type_for_status(error.code or 500)
+        detail = {
+            413: f"The upload is larger than the limit of {current_settings().max_body_bytes:,} bytes.",
+            404: "There is nothing at this address.",
+            405: "This address does not take that method.",
+        }.get(error.code or 500, kind.title)
+        problem = Problem(kind.slug, detail)
+    else:
+        problem = to_problem(error) or Problem("internal-error", "An unexpected error occurred.")
     return _error_response(problem)
 
 
-@blp.errorhandler(RateLimitExceeded)
-def _rate_limited(error: RateLimitExceeded):
-    return _error_response(
-        Problem("rate-limited", f"Too many requests ({error.description}); wait a moment and try again.")
-    )
-
-
-@blp.errorhandler(HTTPException)
-def _http_error(error: HTTPException):
-    kind = problem_type_for_status(error.code or 500)
-    detail = {
-        413: f"The upload is larger than the limit of {current_settings().max_body_bytes:,} bytes.",
-        404: "There is nothing at this address.",
-        405: "This address does not take that method.",
-    }.get(error.code or 500, kind.title)
-    return _error_response(Problem(kind.slug, detail))
+for _kind in PROBLEM_OF:
+    blp.register_error_handler(_kind, _page_error)
 
 
 def _error_response(problem: Problem):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from service.domain.references import PreparedReference
-from service.domain.scorer import UnknownReferenceError
-from service.http.problems import Problem
 from service.http.schemas import ReferenceDetailSchema, ReferenceListSchema
 from service.http.views.context import current_runtime
 from service.http.views.documentation import documents_access_problems, documents_problem
@@ -71,10 +69,7 @@ def get_reference(reference_id: str):
     `reference_end`) and claim sources index into it.
     """
     scorer = current_runtime().scorer
-    try:
-        prepared = scorer.reference(reference_id)
-    except UnknownReferenceError as error:
-        raise Problem("unknown-reference", f"{error}; GET /v1/references lists the available ones.") from None
+    prepared = scorer.reference(reference_id)  # UnknownReferenceError: a 404 problem
     return detail(prepared, scorer.default_reference)
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import Request, current_app, g
 from flask_smorest import Blueprint
+from marshmallow import Schema, missing
+from webargs.flaskparser import FlaskParser
 
 from service.config import Settings
 from service.domain.input_rules import assign_ids
 from service.domain.reference_cache import CacheEvent, ReferenceCache, ReferenceNotCachedError, prepare_inline
 from service.domain.references import PreparedReference
-from service.domain.scorer import UnknownReferenceError
-from service.domain.workload import WorkLimitError, WorkLimits
+from service.domain.workload import WorkLimits
 from service.http.admission import Deadline
 from service.http.examples import SCORE_REQUEST_EXAMPLE
 from service.http.problems import Problem
-from service.http.schemas import ScoreRequestSchema, ScoreResponseSchema
+from service.http.schemas import ScoreResponseSchema
 from service.http.views.context import current_runtime, current_settings
 from service.http.views.documentation import documents_access_problems, documents_problem
 from service.http.views.references import describe_scored
@@ -24,107 +25,105 @@ CONTENT_ID_PREFIX = "sha256:"
 INLINE_LABEL = "inline"
 """The ``reference`` metric label of every sent reference (their ids would be unbounded)."""
 
-blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts against a reference.")
+
+class _ParsedBodyParser(FlaskParser):
+    """Hands webargs the body :func:`service.http.body.check_json_body` parsed: it is parsed once."""
+
+    def _raw_load_json(self, req: Request) -> object:
+        return g.get("json_body", missing)
 
 
-@blp.route("/score", methods=["POST"])
-@blp.arguments(ScoreRequestSchema, example=SCORE_REQUEST_EXAMPLE)
-@blp.response(200, ScoreResponseSchema)
-@documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
-@documents_access_problems(blp)
-@documents_problem(
-    blp,
-    404,
-    "Unknown reference id (unknown-reference), or a `sha256:` id this worker no longer holds: send "
-    "the reference object again (reference-not-cached).",
-)
-@documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
-@documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
-@documents_problem(blp, 415, "Not application/json, or compressed.")
-@documents_problem(
-    blp,
-    422,
-    "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
-    "too many texts, text too long, too many sentences or words per text or per request, duplicate "
-    "ids; a sent reference without words or over its limit, or a claim without words "
-    "(validation-error; `errors` names each field, e.g. `reference.claims.3`, or `texts` for a "
-    "per-request limit).",
-)
-@documents_problem(
-    blp,
-    503,
-    "Not ready (starting or draining: not-ready); this worker is already scoring its maximum of "
-    "large requests (overloaded); or scoring passed the request deadline and was stopped "
-    "(deadline-exceeded). Retry after the seconds in `Retry-After`.",
-)
-def score(payload: dict):
-    """Score texts against a reference
+class _Blueprint(Blueprint):
+    ARGUMENTS_PARSER = _ParsedBodyParser()
 
-    For each text, in order: TF-IDF similarity to the whole reference, the
-    probability that it is about the reference (`related`), its overall
-    stance with the probability of each label, its similarity and stance
-    towards every claim of the reference, warnings, and with `explain: true`
-    the evidence (matching passages with offsets, and shared terms).
-    """
-    return score_request(payload)
+
+def create_blueprint(request_schema: Schema) -> Blueprint:
+    """The ``/v1/score`` blueprint of one app, whose body is ``request_schema`` (with its limits)."""
+    blp = _Blueprint("scoring", __name__, url_prefix="/v1", description="Score texts against a reference.")
+
+    @blp.route("/score", methods=["POST"])
+    @blp.arguments(request_schema, example=SCORE_REQUEST_EXAMPLE)
+    @blp.response(200, ScoreResponseSchema)
+    @documents_problem(blp, 400, "Body is not UTF-8 JSON (malformed-request).")
+    @documents_access_problems(blp)
+    @documents_problem(
+        blp,
+        404,
+        "Unknown reference id (unknown-reference), or a `sha256:` id this worker no longer holds: "
+        "send the reference object again (reference-not-cached).",
+    )
+    @documents_problem(blp, 408, "The body arrived too slowly (request-timeout).")
+    @documents_problem(blp, 413, "Body over the size limit (payload-too-large).")
+    @documents_problem(blp, 415, "Not application/json, or compressed.")
+    @documents_problem(
+        blp,
+        422,
+        "Schema violation: missing or extra fields, wrong types, empty list, blank text, "
+        "too many texts, text too long, too many sentences or words per text or per request, duplicate "
+        "ids; a sent reference without words or over its limit, or a claim without words "
+        "(validation-error; `errors` names each field, e.g. `reference.claims.3`, or `texts` for a "
+        "per-request limit).",
+    )
+    @documents_problem(
+        blp,
+        503,
+        "Not ready (starting or draining: not-ready); this worker is already scoring its maximum of "
+        "large requests (overloaded); or scoring passed the request deadline and was stopped "
+        "(deadline-exceeded). Retry after the seconds in `Retry-After`.",
+    )
+    def score(payload: dict):
+        """Score texts against a reference
+
+        For each text, in order: TF-IDF similarity to the whole reference, the
+        probability that it is about the reference (`related`), its overall
+        stance with the probability of each label, its similarity and stance
+        towards every claim of the reference, warnings, and with `explain: true`
+        the evidence (matching passages with offsets, and shared terms).
+        """
+        return score_request(payload)
+
+    return blp
 
 
 def score_request(payload: dict) -> dict:
-    """Score a request loaded by :class:`ScoreRequestSchema`: the API and the web page both call this.
+    """Score a request the app's request schema loaded: the API and the web page both call this.
 
-    Returns the response document (before :class:`ScoreResponseSchema` dumps it). Raises
-    :class:`Problem` (``validation-error`` over the limits, ``unknown-reference``).
+    Looks up the reference, scores, and returns the response document (before
+    :class:`ScoreResponseSchema` dumps it). Raises :class:`UnknownReferenceError` and
+    :class:`WorkLimitError` (answered through :data:`service.http.errors.PROBLEM_OF`), and for a
+    sent reference ``validation-error`` over its length limit, :class:`ReferenceNotCachedError`
+    and :class:`service.domain.references.ReferenceContentError`.
     """
     settings = current_settings()
     texts = payload["texts"]
-    errors = []
-    if len(texts) > settings.max_texts:
-        errors.append({"field": "texts", "message": f"At most {settings.max_texts} texts per request."})
-    for i, item in enumerate(texts):
-        if len(item["text"]) > settings.max_text_chars:
-            errors.append(
-                {
-                    "field": f"texts.{i}.text",
-                    "message": f"At most {settings.max_text_chars} characters per text "
-                    f"(this one has {len(item['text'])}).",
-                }
-            )
+    runtime = current_runtime()
     sent = payload.get("reference")
     if isinstance(sent, dict) and len(sent["text"]) > settings.max_reference_chars:
-        errors.append(
-            {
-                "field": "reference.text",
-                "message": f"At most {settings.max_reference_chars} characters per reference "
-                f"(this one has {len(sent['text'])}).",
-            }
+        raise Problem(
+            "validation-error",
+            "Over the limits: reference.text.",
+            errors=[
+                {
+                    "field": "reference.text",
+                    "message": f"At most {settings.max_reference_chars} characters per reference "
+                    f"(this one has {len(sent['text'])}).",
+                }
+            ],
         )
-    if errors:
-        fields = ", ".join(e["field"] for e in errors[:5]) + (" …" if len(errors) > 5 else "")
-        raise Problem("validation-error", f"Over the limits: {fields}.", errors=errors)
-
-    runtime = current_runtime()
     reference = resolve_reference(sent)
     # The schema has already refused repeated given ids; defaults never collide with them.
     ids = assign_ids([item.get("id") for item in texts])
     characters = sum(len(item["text"]) for item in texts)
     # Admission: a large request got its slot in the body check, before its JSON was parsed.
-    try:
-        results = runtime.scorer.score(
-            [item["text"] for item in texts],
-            ids=ids,
-            reference_id=reference,
-            explain=payload["explain"],
-            formats=[item["format"] for item in texts],
-            limits=work_limits(settings),
-            checkpoint=Deadline(settings.request_deadline),
-        )
-    except WorkLimitError as error:
-        fields = ", ".join(sorted({v.field for v in error.violations}))
-        raise Problem(
-            "validation-error",
-            f"Over the limits: {fields} ({', '.join(sorted({v.limit for v in error.violations}))}).",
-            errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
-        ) from None
+    results = runtime.scorer.score(
+        [item["text"] for item in texts],
+        ids=ids,
+        reference_id=reference,
+        explain=payload["explain"],
+        formats=[item["format"] for item in texts],
+        limits=work_limits(settings),
+        checkpoint=Deadline(settings.request_deadline),
+    )
     # Read by the observability hooks (metrics and the request log), never the texts themselves.
     g.scored = {
         # Sent references get one label value: their ids are unbounded.
@@ -143,9 +142,9 @@ def score_request(payload: dict) -> dict:
 def resolve_reference(sent: str | dict | None) -> PreparedReference:
     """The prepared reference a request names: a file reference, a cached sent one, or one sent now.
 
-    Raises :class:`Problem` ``unknown-reference`` for an unknown file id,
+    Raises :class:`UnknownReferenceError` for an unknown file id,
     :class:`ReferenceNotCachedError` for a ``sha256:`` id this worker does not hold,
-    :class:`ReferenceContentError` for a sent reference without words (the app maps both).
+    :class:`ReferenceContentError` for a sent reference without words (the error table maps them).
     """
     runtime = current_runtime()
     cache = reference_cache()
@@ -163,19 +162,12 @@ def resolve_reference(sent: str | dict | None) -> PreparedReference:
         g.reference_cache = event
         return prepared
     if isinstance(sent, str) and sent.startswith(CONTENT_ID_PREFIX):
-        prepared = cache.get(sent)
-        g.reference_cache = CacheEvent(prepared is not None, 0, len(cache), cache.bytes)
-        if prepared is None:
+        found = cache.get(sent)
+        g.reference_cache = CacheEvent(found is not None, 0, len(cache), cache.bytes)
+        if found is None:
             raise ReferenceNotCachedError(sent)
-        return prepared
-    try:
-        return runtime.scorer.reference(sent)
-    except UnknownReferenceError as error:
-        raise Problem(
-            "unknown-reference",
-            f"{error}; GET /v1/references lists the available ones.",
-            errors=[{"field": "reference", "message": str(error)}],
-        ) from None
+        return found
+    return runtime.scorer.reference(sent)
 
 
 def reference_cache() -> ReferenceCache:
