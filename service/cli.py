@@ -180,6 +180,19 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--model", help="model name under models/ or a directory")
     score.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR)
 
+    refs = commands.add_parser("references", help="check reference files, or derive claims for one")
+    ref_commands = refs.add_subparsers(dest="references_command", required=True)
+    check = ref_commands.add_parser(
+        "check", help="check a reference file or a folder of them: one line per problem, exit 1 if any"
+    )
+    check.add_argument("path", type=Path, help="a reference file (TOML) or a folder of them")
+    check.add_argument("--model", help="model name under models/ or a directory")
+    claims = ref_commands.add_parser(
+        "claims", help="print derived claims of a reference file as [[claims]] tables, to start from"
+    )
+    claims.add_argument("file", type=Path, help="a reference file (TOML)")
+    claims.add_argument("--model", help="model name under models/ or a directory")
+
     serve = commands.add_parser("serve", help="run the development server (use gunicorn in production)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -292,6 +305,22 @@ def _score(args: argparse.Namespace) -> int:
     return score_file(args, _model_dir(args.model))
 
 
+def _references(args: argparse.Namespace) -> int:
+    from service.loaders.artifacts import load_model
+    from service.reference_checks import check_references, derived_claims_toml
+
+    encoder = load_model(_model_dir(args.model)).encoder
+    if args.references_command == "claims":
+        print(derived_claims_toml(args.file, encoder), end="")
+        return 0
+    problems = check_references(args.path, encoder)
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"{args.path}: ok", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service.http.app import create_app
 
@@ -306,6 +335,7 @@ _COMMANDS = {
     "predict-pairs": _predict_pairs,
     "score": _score,
     "serve": _serve,
+    "references": _references,
 }
 
 

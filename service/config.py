@@ -93,6 +93,11 @@ class Settings:
     body_grace_seconds: float = 10.0
     characters_rate_limit: str = "20000000/minute"
     auth_failure_limit: str = "20/minute"
+    # References sent with a request (docs/references.md): longest text, and the per-worker cache of
+    # prepared ones, bounded in references and in estimated bytes, whichever is reached first.
+    max_reference_chars: int = 100_000
+    reference_cache_entries: int = 64
+    reference_cache_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -176,6 +181,9 @@ class Settings:
             "heavy_request_bytes",
             "max_heavy_in_flight",
             "body_min_rate",
+            "max_reference_chars",
+            "reference_cache_entries",
+            "reference_cache_bytes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")

@@ -95,7 +95,13 @@ def test_score_returns_results_in_order_with_ids(client: FlaskClient, spec: dict
     body = response.get_json()
     assert conforms(spec, "ScoreResponse", body) == []
     reference = runtime.scorer.reference()
-    assert body["reference"] == {"id": reference.id, "title": reference.reference.title}
+    assert {k: body["reference"][k] for k in ("id", "title", "language", "claims_origin")} == {
+        "id": reference.id,
+        "title": reference.reference.title,
+        "language": "en",
+        "claims_origin": reference.claims_origin,
+    }
+    assert [c["id"] for c in body["reference"]["claims"]] == [c.id for c in reference.claims]
     assert body["model"] == {"id": runtime.model.model_id, "version": runtime.model.version}
     results = body["results"]
     assert [r["id"] for r in results] == ["b", "a", "2"]  # a missing id is the text's index

@@ -8,7 +8,19 @@ import pytest
 
 from service.config import DEFAULT_SEEDS_DIR
 from service.domain.encoding import TextEncoder
-from service.domain.references import DERIVED_CLAIMS, Reference, derive_claims, prepare_reference
+from service.domain.references import (
+    DERIVATION_METHOD,
+    MAX_DERIVED_CLAIMS,
+    MIN_DERIVED_CLAIMS,
+    Claim,
+    Reference,
+    ReferenceContentError,
+    content_id,
+    derive_claims,
+    is_full_sentence,
+    prepare_reference,
+    states_thesis,
+)
 from service.loaders.reference_files import (
     MAX_CLAIMS,
     ReferenceFileError,
@@ -194,52 +206,95 @@ def test_stated_claims_are_kept_when_prepared(tmp_path: Path, encoder: TextEncod
         assert BODY[passage.start : passage.end] == passage.text
 
 
-def test_claims_are_derived_when_none_are_given(encoder: TextEncoder) -> None:
-    reference = Reference(id="r", title="Meteorite hits Managua", body=BODY)
-    prepared = prepare_reference(reference, encoder)
+# Two points, each made in six full sentences, and some short fragments: the derived claims must
+# cover both points, not paraphrase one five times.
+METEORITE_POINT = [
+    "Officials confirmed that a meteorite hit the market in Managua on Sunday.",
+    "The meteorite that hit Managua left a crater five metres deep in the market.",
+    "Scientists said the meteorite crater in Managua was made by a real rock from space.",
+    "The market in Managua was hit by a meteorite, the officials repeated on Monday.",
+    "Residents of Managua heard the meteorite hit the market with a loud boom.",
+    "Experts examined fragments of the meteorite found in the Managua crater.",
+]
+HOAX_POINT = [
+    "Several bloggers claimed the whole story was a hoax invented by the government.",
+    "The hoax claim spread quickly among bloggers who doubted the official story.",
+    "Bloggers said the government invented the story as a hoax to distract people.",
+    "No evidence supported the bloggers who called the official story a hoax.",
+    "The government rejected the hoax claim made by the bloggers on Tuesday.",
+    "Newspapers reported that the hoax story came from two anonymous bloggers.",
+]
+TWO_POINTS = " ".join(
+    [s for pair in zip(METEORITE_POINT, HOAX_POINT, strict=True) for s in pair] + ["Boom.", "Surfer."]
+)
+
+
+@pytest.fixture(scope="module")
+def two_point_encoder() -> TextEncoder:
+    return TextEncoder.fit([TWO_POINTS, BODY, "A shark attacked a surfer."], config=tiny_encoder_config())
+
+
+def test_derived_claims_are_full_sentences_with_offsets_in_body_order(two_point_encoder: TextEncoder) -> None:
+    reference = Reference(id="r", title="Meteorite story", body=TWO_POINTS)
+    prepared = prepare_reference(reference, two_point_encoder)
     claims = prepared.claims
-    assert len(claims) == DERIVED_CLAIMS
-    assert claims[0].id == "title" and claims[0].text == "Meteorite hits Managua" and claims[0].source is None
-    sentence_claims = claims[1:]
-    # Body sentences, in body order, each pointing at its passage.
-    starts = [c.source.start for c in sentence_claims]
+    assert MIN_DERIVED_CLAIMS <= len(claims) <= MAX_DERIVED_CLAIMS
+    assert all(c.id.startswith("sentence-") for c in claims)  # "Meteorite story" states no thesis
+    starts = [c.source.start for c in claims]
     assert starts == sorted(starts)
-    for claim in sentence_claims:
-        assert claim.id.startswith("sentence-")
-        assert BODY[claim.source.start : claim.source.end] == claim.text
-    assert prepared.claims_origin.startswith("derived: the title and the 4 body sentences")
-    assert derive_claims(reference, encoder) == claims
+    for claim in claims:
+        assert TWO_POINTS[claim.source.start : claim.source.end] == claim.text
+        assert claim.text in METEORITE_POINT + HOAX_POINT  # full sentences, never "Boom."
+    assert prepared.claims_origin == DERIVATION_METHOD
+    assert derive_claims(reference, two_point_encoder) == claims
 
 
-def test_derived_claims_prefer_central_sentences(encoder: TextEncoder) -> None:
-    body = (
-        "The meteorite crater in Managua is deep. "
-        "Shark. "
-        "A meteorite made the crater in Managua, officials said. "
-        "Surfer. "
-        "Hoax. "
-        "Meteorite experts visited the crater in Managua."
-    )
-    claims = derive_claims(Reference(id="r", title="Meteorite", body=body), encoder)
-    chosen = [c.text for c in claims[1:]]
-    assert len(chosen) == DERIVED_CLAIMS - 1
-    # The three sentences about the body's topic are the most central; one short one fills the rest.
-    meteorite = [
-        "The meteorite crater in Managua is deep.",
-        "A meteorite made the crater in Managua, officials said.",
-        "Meteorite experts visited the crater in Managua.",
-    ]
-    assert [text for text in chosen if text in meteorite] == meteorite
-    assert len(set(chosen) & {"Shark.", "Surfer.", "Hoax."}) == 1
+def test_derived_claims_cover_every_point(two_point_encoder: TextEncoder) -> None:
+    claims = derive_claims(Reference(id="r", title="Meteorite story", body=TWO_POINTS), two_point_encoder)
+    texts = [c.text for c in claims]
+    assert 2 <= len([t for t in texts if t in METEORITE_POINT]) <= len(texts) - 2
+    assert 2 <= len([t for t in texts if t in HOAX_POINT]) <= len(texts) - 2
+
+
+def test_the_title_is_a_claim_only_when_it_states_a_thesis(two_point_encoder: TextEncoder) -> None:
+    for title, is_claim in [
+        ("Meteorite hits Managua", True),
+        ("The meteorite was a hoax", True),
+        ("Is the Managua meteorite a hoax?", False),
+        ("Managua meteorite", False),
+    ]:
+        assert states_thesis(title) is is_claim, title
+        claims = derive_claims(Reference(id="r", title=title, body=TWO_POINTS), two_point_encoder)
+        assert (claims[0].id == "title" and claims[0].text == title) is is_claim
+        assert MIN_DERIVED_CLAIMS <= len(claims) <= MAX_DERIVED_CLAIMS
+
+
+def test_full_sentences_are_standalone_statements() -> None:
+    assert is_full_sentence("Officials confirmed that a meteorite hit the market.")
+    assert not is_full_sentence("It confirmed that a meteorite hit the market.")  # leans on the one before
+    assert not is_full_sentence("Did a meteorite really hit the market in Managua?")
+    assert not is_full_sentence("officials confirmed that a meteorite hit the market.")
+    assert not is_full_sentence("A meteorite hit.")  # under six words
 
 
 def test_a_short_body_gives_fewer_derived_claims(encoder: TextEncoder) -> None:
     claims = derive_claims(Reference(id="r", title="Meteorite", body="A meteorite hit Managua."), encoder)
-    assert [c.id for c in claims] == ["title", "sentence-1"]
+    assert [c.id for c in claims] == ["sentence-1"]
+
+
+def test_the_content_id_depends_on_the_normalised_content_only() -> None:
+    a = content_id("T", "a text", None, None)
+    assert a.startswith("sha256:") and len(a) == len("sha256:") + 64
+    assert a == content_id("T", "a text", None, None)
+    assert len({a, content_id("T", "a text.", None, None), content_id("T", "a text", ["c"], None)}) == 3
+    assert a != content_id("T", "a text", None, "en")
 
 
 def test_a_body_or_claim_without_words_is_refused(encoder: TextEncoder) -> None:
-    with pytest.raises(ValueError, match="'r': the body has no words"):
+    with pytest.raises(ReferenceContentError, match="text: has no words") as raised:
         prepare_reference(Reference(id="r", title="T", body="... !!!"), encoder)
-    with pytest.raises(ValueError, match=r"claim\(s\) \['title'\] have no words"):
-        prepare_reference(Reference(id="r", title="!", body=BODY), encoder)
+    assert raised.value.field == "text"
+    claims = (Claim("a", "A meteorite hit."), Claim("b", "?!"))
+    with pytest.raises(ReferenceContentError, match=r"claims.1: claim 'b' has no words") as raised:
+        prepare_reference(Reference(id="r", title="T", body=BODY, claims=claims), encoder)
+    assert raised.value.field == "claims.1"

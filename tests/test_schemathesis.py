@@ -11,10 +11,11 @@ The app is built at import time rather than from the ``app`` fixture because
 ``request.node._nodeid``, which pytest 9 removed); it is the same factory, settings
 and shipped model as the fixture.
 
-One request rule cannot be written in OpenAPI 3.0 and is documented in prose
-instead (the 422 description): text ids unique within a request. The limits on
-texts per request and characters per text are in the schema (maxItems, maxLength)
-and checked here as well. A schema-valid request that
+Two kinds of request rule cannot be written in OpenAPI 3.0 and are documented in prose
+instead (the 422 description and ``x-limits``): text ids unique within a request, and a
+sent reference's text limit and the words in its text and claims. The limits on texts
+per request and characters per text are in the schema (maxItems, maxLength) and checked
+here as well. A schema-valid request that
 breaks one of them must get a 422 validation problem naming the field; every other
 check still applies to it.
 """
@@ -30,6 +31,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, Settings
+from service.domain.normalization import normalize
+from service.domain.text import tokenize
 from service.http.app import create_app
 from service.loaders.runtime import load_runtime
 
@@ -64,6 +67,17 @@ def _prose_rule_broken(case: Any) -> str | None:
     for i, item in enumerate(texts):
         if isinstance(item.get("text"), str) and len(item["text"]) > SETTINGS.max_text_chars:
             return f"texts.{i}.text"
+    # A sent reference: its text within the limit, and words in its text and in each claim
+    # (a word is Unicode-aware, which an OpenAPI 3.0 pattern cannot say).
+    reference = body.get("reference")
+    if isinstance(reference, dict) and isinstance(reference.get("text"), str):
+        if len(reference["text"]) > SETTINGS.max_reference_chars:
+            return "reference.text"
+        if not tokenize(normalize(reference["text"], reference.get("format", "text")).text):
+            return "reference.text"
+        for k, claim in enumerate(reference.get("claims") or []):
+            if isinstance(claim, str) and not tokenize(normalize(claim).text):
+                return f"reference.claims.{k}"
     return None
 
 

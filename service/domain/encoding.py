@@ -32,6 +32,7 @@ from service.domain.sparse_rows import (
     normalize_rows,
     pair_counts,
     select_rows,
+    sum_rows,
     summing_matrix,
     weighted_shares,
 )
@@ -345,12 +346,12 @@ class TextEncoder:
         kept = None if not repeated.any() else (~repeated).astype(np.float64)
         owner_matrix = summing_matrix(owner, n_texts, kept)
         owner_weighted = summing_matrix(owner, n_texts, weights) if weighted else None
-        counts = (owner_matrix @ sentence_counts).tocsr()
+        counts = sum_rows(owner_matrix, sentence_counts)
         share = weighted_shares(owner_weighted, sentence_counts, counts)
         lead_rows = np.asarray(sentence_rank, dtype=np.int64) < cfg.lead_sentences
         lead_sentences = select_rows(sentence_counts, lead_rows)
         lead_owner = summing_matrix(owner[lead_rows], n_texts, None if kept is None else kept[lead_rows])
-        lead_counts = (lead_owner @ lead_sentences).tocsr()
+        lead_counts = sum_rows(lead_owner, lead_sentences)
         lead_weighted = summing_matrix(owner[lead_rows], n_texts, weights[lead_rows]) if weighted else None
         lead_share = weighted_shares(lead_weighted, lead_sentences, lead_counts)
 
@@ -374,7 +375,7 @@ class TextEncoder:
             piece_kept = np.ones(len(sentence_of))
             piece_kept[has_words] = ~repeated[sentence_of[has_words]]
             piece_chars = self._char_counts(char_texts)
-            char_counts = (summing_matrix(pieces_owner, n_texts, piece_kept) @ piece_chars).tocsr()
+            char_counts = sum_rows(summing_matrix(pieces_owner, n_texts, piece_kept), piece_chars)
             char_share = weighted_shares(
                 summing_matrix(pieces_owner, n_texts, piece_weights), piece_chars, char_counts
             )

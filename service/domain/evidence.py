@@ -17,6 +17,7 @@ __all__ = [
     "PassageMatch",
     "SharedTerm",
     "best_passages",
+    "best_passages_by_characters",
     "find_evidence",
 ]
 
@@ -61,6 +62,7 @@ def find_evidence(
     *,
     max_passages: int = 3,
     max_terms: int = 10,
+    by_characters: bool = False,
 ) -> list[Evidence]:
     """Evidence for every text of ``texts`` against ``reference``.
 
@@ -80,6 +82,10 @@ def find_evidence(
         Most passages kept per text, the closest first.
     max_terms:
         Most shared terms kept per text, the largest share of the word cosine first.
+    by_characters:
+        Compare sentences and passages by character n-gram TF-IDF cosine instead of
+        words (:func:`best_passages_by_characters`): for a language whose words the
+        model's vocabulary does not have.
 
     Returns
     -------
@@ -89,7 +95,10 @@ def find_evidence(
         end exclusive; TF-IDF cosine in [0, 1]) and the shared terms with their share
         of the word cosine.
     """
-    best_passage, best_sim = best_passages(texts, reference)
+    if by_characters:
+        best_passage, best_sim = best_passages_by_characters(encoder, texts, reference)
+    else:
+        best_passage, best_sim = best_passages(texts, reference)
     # Contribution of each term to the word cosine: product of the two weights.
     contributions = texts.word.multiply(reference.body.word).tocsr()
 
@@ -119,6 +128,36 @@ def best_passages(texts: EncodedTexts, reference: PreparedReference) -> tuple[np
             best_passage[lo:hi] = sims.argmax(axis=1)
             best_sim[lo:hi] = sims.max(axis=1)
     return best_passage, best_sim
+
+
+def best_passages_by_characters(
+    encoder: TextEncoder, texts: EncodedTexts, reference: PreparedReference
+) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`best_passages`, by the character n-gram cosine of each sentence and passage.
+
+    Each sentence and passage is encoded as a text of its own; the reference's passages once,
+    kept with the prepared reference.
+    """
+    sentences = [
+        texts.normalized[i].text[span.start : span.end]
+        for i, spans in enumerate(texts.sentences)
+        for span in spans
+    ]
+    n_sentences = len(sentences)
+    if n_sentences == 0 or not reference.passages:
+        return np.zeros(n_sentences, dtype=np.intp), np.zeros(n_sentences)
+    passages = reference.passage_characters(encoder)
+    best_passage = np.zeros(n_sentences, dtype=np.intp)
+    best_sim = np.zeros(n_sentences)
+    for lo in range(0, n_sentences, _SENTENCES_PER_CHUNK):
+        chunk = encoder.encode(sentences[lo : lo + _SENTENCES_PER_CHUNK]).char
+        sims = (chunk @ passages.T).toarray()
+        best_passage[lo : lo + len(sims)] = sims.argmax(axis=1)
+        best_sim[lo : lo + len(sims)] = sims.max(axis=1)
+    return best_passage, best_sim
+
+
+_SENTENCES_PER_CHUNK = 512
 
 
 def _top_passages(

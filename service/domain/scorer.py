@@ -15,7 +15,7 @@ from service.domain.normalization import NormalizedText, normalize
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
-from service.domain.vectors import blend_cosines
+from service.domain.vectors import EncodedTexts, blend_cosines
 from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MIN_WORDS",
     "MISMATCH_MIN_PROBABILITY",
     "MISMATCH_MIN_WORDS",
+    "STANCE_LANGUAGES",
     "ClaimScore",
     "Scorer",
     "Stance",
@@ -44,6 +45,9 @@ MIN_LINK_FRACTION = 0.5
 MISMATCH_MIN_PROBABILITY = 0.5
 """A text is in another language than the reference when its identified language differs and
 the identifier gives it at least this probability; then no stance is guessed."""
+STANCE_LANGUAGES: tuple[str, ...] = ("en",)
+"""Languages the stance model was trained in (FNC-1 is English): elsewhere a text gets
+similarity and evidence, and ``stance_not_modelled`` instead of a stance."""
 MISMATCH_MIN_WORDS = 3
 """Below this many words the language is not trusted enough to withhold a stance."""
 
@@ -91,6 +95,8 @@ class TextScore:
     warnings: tuple[TextWarning, ...]
     language: Language | None = None
     evidence: Evidence | None = None
+    reference_language: str = "en"
+    """The language of the reference variant the text was scored against."""
 
 
 class UnknownReferenceError(DiscourseError, KeyError):
@@ -127,12 +133,16 @@ class Scorer:
         self.default_reference = default_reference
         # Build the references' product factors now: once, and before gunicorn forks its
         # workers (preload_app), so that workers share them and no request pays for them.
-        for prepared in self.references.values():
-            prepared.body.warm_factors("word", "char", "sentence_word")  # similarity, evidence
-            prepared.claim_vectors.warm_factors("word", "char", "terms")  # pair features
+        for main in self.references.values():
+            for prepared in (main, *main.variants.values()):
+                prepared.body.warm_factors("word", "char", "sentence_word")  # similarity, evidence
+                prepared.claim_vectors.warm_factors("word", "char", "terms")  # pair features
 
-    def reference(self, reference_id: str | None = None) -> PreparedReference:
-        """The prepared reference with ``reference_id`` (the default one for ``None``)."""
+    def reference(self, reference_id: str | PreparedReference | None = None) -> PreparedReference:
+        """The prepared reference with ``reference_id`` (the default one for ``None``); a
+        :class:`PreparedReference` (one sent with a request) is returned as it is."""
+        if isinstance(reference_id, PreparedReference):
+            return reference_id
         key = self.default_reference if reference_id is None else reference_id
         try:
             return self.references[key]
@@ -144,7 +154,7 @@ class Scorer:
         texts: Sequence[str | NormalizedText],
         *,
         ids: Sequence[str] | None = None,
-        reference_id: str | None = None,
+        reference_id: str | PreparedReference | None = None,
         explain: bool = False,
         formats: Sequence[str] | str = "text",
         limits: WorkLimits | None = None,
@@ -159,7 +169,8 @@ class Scorer:
         ids:
             Echoed in the results; by default each text's index.
         reference_id:
-            A reference id; ``None`` for the default reference.
+            A reference id; ``None`` for the default reference; or a prepared reference
+            (one sent with the request, see :mod:`service.domain.reference_cache`).
         explain:
             Add :class:`Evidence` (offsets index the texts as sent).
         formats:
@@ -200,10 +211,48 @@ class Scorer:
             for t, f in zip(texts, formats, strict=True)
         ]
         encoded = self.encoder.encode(normalized, limits=limits, checkpoint=checkpoint)
+        languages = self.languages.identify([n.text for n in normalized])
+        checkpoint()
+        # Each text is scored against the reference's variant in its language, if it has one.
+        groups: dict[str, list[int]] = {}
+        for i, (language, n_tokens) in enumerate(zip(languages, encoded.n_tokens.tolist(), strict=True)):
+            groups.setdefault(_variant_language(reference, language, n_tokens), []).append(i)
+        if len(groups) == 1:
+            [language_code] = groups
+            return self._score_encoded(
+                reference.variant(language_code), normalized, encoded, languages, ids, explain, checkpoint
+            )
+        results: list[TextScore | None] = [None] * len(texts)
+        for language_code, rows in groups.items():
+            part = self._score_encoded(
+                reference.variant(language_code),
+                [normalized[i] for i in rows],
+                encoded.take(rows),
+                [languages[i] for i in rows],
+                [ids[i] for i in rows],
+                explain,
+                checkpoint,
+            )
+            for i, result in zip(rows, part, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _score_encoded(
+        self,
+        reference: PreparedReference,
+        normalized: Sequence[NormalizedText],
+        encoded: EncodedTexts,
+        languages: Sequence[Language | None],
+        ids: Sequence[str],
+        explain: bool,
+        checkpoint: Checkpoint,
+    ) -> list[TextScore]:
+        """Score encoded texts against one variant of a reference (see :meth:`score`)."""
         similarity = self.encoder.similarity(encoded, reference.body)[:, 0]
         checkpoint()
-        languages = self.languages.identify([n.text for n in normalized])
         reference_language = reference.reference.metadata.get("language", "en")
+        # The stance model reads one language (STANCE_LANGUAGES); elsewhere only similarity and evidence.
+        modelled = reference_language in STANCE_LANGUAGES
         mismatch = [
             language is not None
             and language.code != reference_language
@@ -237,7 +286,9 @@ class Scorer:
         claim_labels = self.stance_model.decide(claim_probs.reshape(-1, len(STANCE_LABELS)))
         claim_labels = claim_labels.reshape(n_texts, n_claims)
         checkpoint()
-        evidence = find_evidence(self.encoder, encoded, reference) if explain else None
+        evidence = (
+            find_evidence(self.encoder, encoded, reference, by_characters=not modelled) if explain else None
+        )
         checkpoint()
 
         # Python lists for the per-text loop: indexing them is far cheaper than numpy scalars,
@@ -258,7 +309,7 @@ class Scorer:
 
         results = []
         for i in range(n_texts):
-            judged = not mismatch[i]
+            judged = modelled and not mismatch[i]
             claims = tuple(
                 ClaimScore(
                     id=claim.id,
@@ -286,12 +337,37 @@ class Scorer:
                         float(n_listed_l[i]),
                         languages[i] if mismatch[i] else None,
                         reference_language,
-                    ),
+                    )
+                    + (() if modelled or mismatch[i] else (_not_modelled(reference_language),)),
                     language=languages[i],
                     evidence=evidence[i] if evidence is not None else None,
+                    reference_language=reference_language,
                 )
             )
         return results
+
+
+def _variant_language(reference: PreparedReference, language: Language | None, n_tokens: int) -> str:
+    """The language of the variant of ``reference`` a text in ``language`` is scored against:
+    its own when the reference has that variant and the identification is trusted, else the
+    reference's main language."""
+    if (
+        language is not None
+        and language.code in reference.variants
+        and language.probability >= MISMATCH_MIN_PROBABILITY
+        and n_tokens >= MISMATCH_MIN_WORDS
+    ):
+        return language.code
+    return reference.reference.metadata.get("language", "en")
+
+
+def _not_modelled(reference_language: str) -> TextWarning:
+    return TextWarning(
+        "stance_not_modelled",
+        f"the text was scored against the {reference_language} variant of the reference; the stance "
+        f"model reads {', '.join(STANCE_LANGUAGES)} only, so there is no stance: similarity and "
+        "evidence are given",
+    )
 
 
 def _stance(label_index: int, probabilities: list[float], largest: int) -> Stance:

@@ -9,14 +9,16 @@ from flask.json.provider import DefaultJSONProvider
 
 from service import __version__
 from service.config import Settings
+from service.domain.reference_cache import ReferenceCache
 from service.http import access, observability
 from service.http.admission import Admission
 from service.http.api import ProblemApi, SchemaDocstringPlugin
 from service.http.body import check_json_body, init_admission
 from service.http.errors import error_response
 from service.http.examples import document_examples
-from service.http.schemas import score_request_schema
+from service.http.schemas import ReferenceInputSchema, score_request_schema
 from service.http.views import health, models, page, references, scoring
+from service.http.views.scoring import REFERENCE_CACHE_KEY
 from service.loaders.runtime import Runtime, load_runtime
 
 log = logging.getLogger("discourse.app")
@@ -66,6 +68,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     if isinstance(app.json, DefaultJSONProvider):  # always, unless a provider class is configured
         app.json.sort_keys = False
+    # Per process, like admission: each forked worker fills its own (empty at the fork).
+    app.extensions[REFERENCE_CACHE_KEY] = ReferenceCache(
+        settings.reference_cache_entries, settings.reference_cache_bytes
+    )
 
     observability.init_app(app, settings, runtime)
     access.init_app(app, settings)
@@ -81,6 +87,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for blueprint in (scoring.create_blueprint(request_schema), references.blp, models.blp, health.blp):
         api.register_blueprint(blueprint)
     document_examples(api.spec, runtime)
+    api.spec.components.schema("ReferenceInput", schema=ReferenceInputSchema)
     # The web page at / (not part of the API's OpenAPI document).
     app.register_blueprint(page.blp)
     _register_docs_assets(app)
@@ -130,6 +137,9 @@ def _spec_options(settings: Settings, runtime: Runtime) -> dict:
             "max_heavy_in_flight": settings.max_heavy_in_flight,
             "request_deadline_seconds": settings.request_deadline,
             "characters_rate_limit": settings.characters_rate_limit,
+            "max_reference_chars": settings.max_reference_chars,
+            "reference_cache_entries": settings.reference_cache_entries,
+            "reference_cache_bytes": settings.reference_cache_bytes,
         },
     }
 

@@ -15,6 +15,8 @@ from flask import Response, current_app
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
+from service.domain.reference_cache import ReferenceNotCachedError
+from service.domain.references import ReferenceContentError
 from service.domain.scorer import UnknownReferenceError
 from service.domain.workload import WorkLimitError
 from service.http.problems import Problem, flatten_messages, problem_response, problem_type_for_status
@@ -47,6 +49,19 @@ def _over_work_limits(error: WorkLimitError) -> Problem:
         "validation-error",
         f"Over the limits: {fields} ({limits}).",
         errors=[{"field": v.field, "message": v.message} for v in error.violations[:100]],
+    )
+
+
+def _reference_not_cached(error: ReferenceNotCachedError) -> Problem:
+    return Problem("reference-not-cached", str(error), errors=[{"field": "reference", "message": str(error)}])
+
+
+def _unusable_reference(error: ReferenceContentError) -> Problem:
+    field = f"reference.{error.field}"
+    return Problem(
+        "validation-error",
+        f"Unusable reference: {field}.",
+        errors=[{"field": field, "message": error.message}],
     )
 
 
@@ -99,6 +114,8 @@ PROBLEM_OF: dict[type[Exception], Callable[[Any], Problem]] = {
     Problem: lambda problem: problem,
     UnknownReferenceError: _unknown_reference,
     WorkLimitError: _over_work_limits,
+    ReferenceNotCachedError: _reference_not_cached,
+    ReferenceContentError: _unusable_reference,
     RateLimitExceeded: _rate_limited,  # an HTTPException too: the closest class in the MRO wins
     HTTPException: _http_error,
 }

@@ -14,7 +14,7 @@ from apispec import APISpec
 
 from service.http.schemas import ScoreResponseSchema
 from service.http.views.health import readiness
-from service.http.views.references import describe
+from service.http.views.references import describe, describe_scored, detail
 from service.loaders.runtime import Runtime
 
 SCORE_REQUEST_EXAMPLE: dict[str, Any] = {
@@ -42,13 +42,13 @@ def document_examples(spec: APISpec, runtime: Runtime) -> None:
     examples = {
         ("/v1/score", "post"): ScoreResponseSchema().dump(
             {
-                "reference": {"id": reference.id, "title": reference.reference.title},
+                "reference": describe_scored(reference),
                 "model": {"id": runtime.model.model_id, "version": runtime.model.version},
                 "results": results,
             }
         ),
         ("/v1/references", "get"): {"references": [described]},
-        ("/v1/references/{reference_id}", "get"): {**described, "text": reference.reference.body},
+        ("/v1/references/{reference_id}", "get"): detail(reference, scorer.default_reference),
         ("/v1/models", "get"): {"models": [runtime.model.card]},
         ("/livez", "get"): {"status": "ok"},
         ("/readyz", "get"): readiness(runtime),

@@ -251,6 +251,16 @@ def _create_drain_flag(server: Any) -> None:
         )
 
 
+def on_reload(server: Any) -> None:
+    """SIGHUP: load seeds/ and the model again in the master before the new workers fork.
+
+    A broken file keeps the old, working set (logged and counted; see service.http.reloading).
+    """
+    from service.http.reloading import reload_runtime
+
+    reload_runtime(server.app.wsgi())
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Fold the dead worker's metric files into the archive files, so the directory does not grow.
 

@@ -18,8 +18,8 @@ say when metrics are broken. In multiprocess mode ``process_*`` series come
 for the master and each live worker, labelled ``process``.
 
 Every label has a bounded set of values: route templates (not paths), a fixed
-list of methods, HTTP status codes, reference ids the runtime knows, the four
-stance labels and the problem type slugs.
+list of methods, HTTP status codes, reference ids the runtime knows (``inline`` for every
+reference sent with a request), the four stance labels and the problem type slugs.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class Metrics:
     characters: Counter
     errors: Counter
     model_info: Gauge
+    reference_cache: ReferenceCacheMetrics
+    reloads: Counter
 
     @classmethod
     def create(cls, multiprocess_dir: str | None) -> Metrics:
@@ -153,6 +155,14 @@ class Metrics:
                 multiprocess_mode="max",
                 registry=registry,
             ),
+            reference_cache=ReferenceCacheMetrics.create(registry),
+            reloads=Counter(
+                "discourse_reloads_total",
+                "Reloads of the model and references on SIGHUP, by result (ok, or failed: the "
+                "previous ones are kept; the log names the file).",
+                ["result"],
+                registry=registry,
+            ),
         )
 
     def exposition_registry(self) -> CollectorRegistry:
@@ -167,6 +177,53 @@ class Metrics:
         registry.register(telemetry.ProcessesCollector(master))
         registry.register(telemetry.HealthCollector(self.multiprocess_dir))
         return registry
+
+
+@dataclass(frozen=True)
+class ReferenceCacheMetrics:
+    """The per-worker cache of references sent with requests: lookups, evictions and size."""
+
+    lookups: Counter
+    evictions: Counter
+    entries: Gauge
+    bytes: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ReferenceCacheMetrics:
+        """The four metrics on ``registry`` (sizes summed over live workers in multiprocess mode)."""
+        return cls(
+            lookups=Counter(
+                "discourse_reference_cache_lookups_total",
+                "Lookups of sent references in the per-worker cache, by result (hit or miss).",
+                ["result"],
+                registry=registry,
+            ),
+            evictions=Counter(
+                "discourse_reference_cache_evictions_total",
+                "Sent references evicted from the per-worker cache (least recently used first).",
+                registry=registry,
+            ),
+            entries=Gauge(
+                "discourse_reference_cache_entries",
+                "Sent references held in the cache, summed over live workers.",
+                multiprocess_mode="livesum",
+                registry=registry,
+            ),
+            bytes=Gauge(
+                "discourse_reference_cache_bytes",
+                "Estimated memory of the cached sent references, in bytes, summed over live workers.",
+                multiprocess_mode="livesum",
+                registry=registry,
+            ),
+        )
+
+    def record(self, event: Any) -> None:
+        """Count one lookup (a :class:`service.domain.reference_cache.CacheEvent`)."""
+        self.lookups.labels(result="hit" if event.hit else "miss").inc()
+        if event.evicted:
+            self.evictions.inc(event.evicted)
+        self.entries.set(event.entries)
+        self.bytes.set(event.bytes)
 
 
 def init_app(app: Flask, settings: Settings, runtime: Runtime) -> None:
@@ -245,6 +302,7 @@ def _request_facts(response: Response) -> dict[str, Any]:
         "status": response.status_code,
         "problem_type": getattr(g, "problem_type", None),
         "scored": scored,
+        "reference_cache": getattr(g, "reference_cache", None),
     }
 
 
@@ -277,6 +335,8 @@ def _record(metrics: Metrics, facts: dict[str, Any]) -> None:
     metrics.duration.labels(route=route, method=method).observe(facts["elapsed"])
     if facts["problem_type"]:
         metrics.errors.labels(type=facts["problem_type"]).inc()
+    if facts.get("reference_cache") is not None:
+        metrics.reference_cache.record(facts["reference_cache"])
     if scored is not None:
         reference = scored["reference"]
         metrics.texts_per_request.observe(scored["texts"])

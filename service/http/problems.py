@@ -40,6 +40,7 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         ProblemType("unauthorized", 401, "A valid API key is required"),
         ProblemType("not-found", 404, "No such resource"),
         ProblemType("unknown-reference", 404, "No reference has this id"),
+        ProblemType("reference-not-cached", 404, "This sent reference is no longer cached; send it again"),
         ProblemType("method-not-allowed", 405, "Method not allowed on this resource"),
         ProblemType("not-acceptable", 406, "No acceptable representation"),
         ProblemType("payload-too-large", 413, "The request body is too large"),

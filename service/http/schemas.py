@@ -6,6 +6,7 @@ only with a new API version.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sized
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates
@@ -14,7 +15,17 @@ from service.config import Settings
 from service.domain import input_rules
 from service.domain.input_rules import MAX_ID_CHARS, NOT_BLANK_PATTERN  # the one place of these rules
 from service.domain.normalization import FORMATS
+from service.domain.references import MAX_CLAIMS
 from service.domain.stance import STANCE_LABELS
+
+MAX_TITLE_CHARS = 1_000
+"""Longest title of a reference sent with a request."""
+MAX_CLAIM_CHARS = 2_000
+"""Longest claim of a reference sent with a request."""
+MAX_FILE_REFERENCE_ID_CHARS = 64
+"""Longest id of a reference file."""
+CONTENT_ID = re.compile(r"sha256:[0-9a-f]{64}")
+"""The id of a reference sent with a request."""
 
 
 class OverLimit(str):
@@ -93,6 +104,73 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+def _not_blank(value: str) -> None:
+    if input_rules.is_blank(value):
+        raise ValidationError(input_rules.BLANK_TEXT)
+
+
+class ReferenceInputSchema(Schema):
+    """A reference sent with the request (``reference`` as an object). Unknown fields are rejected."""
+
+    title = fields.String(
+        required=True,
+        validate=[_not_blank, validate.Length(max=MAX_TITLE_CHARS)],
+        metadata={"description": "The reference's title.", "pattern": NOT_BLANK_PATTERN},
+    )
+    text = fields.String(
+        required=True,
+        validate=_not_blank,
+        metadata={
+            "description": "The reference's text (limit: `x-limits.max_reference_chars`, 100,000 "
+            "characters by default); read as `format` says, as texts are.",
+            "pattern": NOT_BLANK_PATTERN,
+        },
+    )
+    claims = fields.List(
+        fields.String(
+            validate=[_not_blank, validate.Length(max=MAX_CLAIM_CHARS)],
+            metadata={"pattern": NOT_BLANK_PATTERN},
+        ),
+        validate=validate.Length(
+            min=1,
+            max=MAX_CLAIMS,
+            error=f"Give 1 to {MAX_CLAIMS} claims, or leave `claims` out to derive them.",
+        ),
+        metadata={
+            "description": f"The reference's main claims, 1 to {MAX_CLAIMS}, each with words; ids "
+            "`claim-1`, `claim-2`, … in order. Left out: 5 to 8 claims are derived from the text "
+            "(`claims_origin` says how)."
+        },
+    )
+    language = fields.String(
+        validate=validate.Regexp(r"^[a-z]{2,3}$", error="Must be an ISO 639 code such as `en` or `ru`."),
+        metadata={"description": "ISO 639-1 (or 639-3) code of the text's language; default: identified."},
+    )
+    format = fields.String(
+        load_default="text",
+        validate=validate.OneOf(FORMATS),
+        metadata={"description": "How to read `text`: `text` (default), `html` or `markdown`, as for texts."},
+    )
+
+
+class ReferenceField(fields.Field):
+    """``reference``: an id (string) or a reference object (:class:`ReferenceInputSchema`)."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> object:
+        if isinstance(value, str):
+            if not (1 <= len(value) <= MAX_FILE_REFERENCE_ID_CHARS or CONTENT_ID.fullmatch(value)):
+                raise ValidationError(
+                    f"A reference id has 1 to {MAX_FILE_REFERENCE_ID_CHARS} characters, or is "
+                    "sha256: and 64 hex digits."
+                )
+            return value
+        if isinstance(value, dict):
+            return ReferenceInputSchema().load(value)
+        raise ValidationError(
+            "Must be a reference id (a string) or a reference object with `title` and `text`."
+        )
+
+
 def score_request_schema(settings: Settings) -> Schema:
     """The body of ``POST /v1/score`` with the limits of ``settings`` in it.
 
@@ -152,9 +230,18 @@ def score_request_schema(settings: Settings) -> Schema:
                 f"{settings.max_tokens_per_request} words in all."
             },
         )
-        reference = fields.String(
-            validate=validate.Length(min=1, max=64),
-            metadata={"description": "Reference id (default: the default reference)."},
+        reference = ReferenceField(
+            metadata={
+                "description": "The reference: the id of a reference file (GET /v1/references), the "
+                "`sha256:<hex>` id of a reference sent earlier (while this worker still has it cached, "
+                "else 404 `reference-not-cached`), or a reference object sent with this request. "
+                "Default: the default reference.",
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_FILE_REFERENCE_ID_CHARS},
+                    {"type": "string", "pattern": f"^{CONTENT_ID.pattern}$"},
+                    {"$ref": "#/components/schemas/ReferenceInput"},
+                ],
+            },
         )
         explain = StrictBoolean(
             load_default=False,
@@ -167,13 +254,6 @@ def score_request_schema(settings: Settings) -> Schema:
                 raise ValidationError(input_rules.DUPLICATE_IDS)
 
     return ScoreRequestSchema()
-
-
-class ReferenceBriefSchema(Schema):
-    """The reference a response was scored against."""
-
-    id = fields.String(required=True, metadata={"description": "Reference id."})
-    title = fields.String(required=True, metadata={"description": "Reference title."})
 
 
 class ModelBriefSchema(Schema):
@@ -241,6 +321,7 @@ WARNING_CODES = (
     "too_short",
     "many_unknown_words",
     "keyword_list",
+    "stance_not_modelled",
 )
 
 
@@ -255,7 +336,9 @@ class WarningSchema(Schema):
             "`mostly_links` (half the text or more is URLs or e-mail addresses), `language_mismatch` "
             "(another language than the reference: no stance), `no_words`, `too_short` (under 8 "
             "words), `many_unknown_words` (half the words or more not in the model's vocabulary), "
-            "`keyword_list` (a tenth of the words or more in keyword lists or repeated sentences)."
+            "`keyword_list` (a tenth of the words or more in keyword lists or repeated sentences), "
+            "`stance_not_modelled` (scored against a reference variant in a language the stance "
+            "model does not read: similarity and evidence only)."
         },
     )
     message = fields.String(
@@ -347,6 +430,14 @@ class TextResultSchema(Schema):
         allow_none=True,
         metadata={"description": "The text's identified language; null for a text without letters."},
     )
+    reference_language = fields.String(
+        required=True,
+        metadata={
+            "description": "Language of the reference variant this text was scored against: the "
+            "text's own when the reference has it, else the reference's main language. Stance only "
+            "in `en` (else null with `stance_not_modelled`); evidence offsets index that variant's text."
+        },
+    )
     claims = fields.List(
         fields.Nested(ClaimScoreSchema),
         required=True,
@@ -367,11 +458,35 @@ class TextResultSchema(Schema):
         return data
 
 
+class ScoredReferenceSchema(Schema):
+    """The reference a response was scored against, with the claims used."""
+
+    id = fields.String(
+        required=True,
+        metadata={
+            "description": "File reference id, or `sha256:<hex>` of a sent reference's normalised content."
+        },
+    )
+    title = fields.String(required=True, metadata={"description": "The reference's title."})
+    language = fields.String(required=True, metadata={"description": "The reference's language."})
+    claims_origin = fields.String(
+        required=True,
+        metadata={"description": "Where the claims come from: stated (file, request) or how derived."},
+    )
+    claims = fields.List(
+        fields.Nested(lambda: ClaimSchema()),
+        required=True,
+        metadata={"description": "The claims the texts were scored against, in order, with their offsets."},
+    )
+
+
 class ScoreResponseSchema(Schema):
     """Body of a `POST /v1/score` answer: one result per text, in the order sent."""
 
     reference = fields.Nested(
-        ReferenceBriefSchema, required=True, metadata={"description": "The reference scored against."}
+        ScoredReferenceSchema,
+        required=True,
+        metadata={"description": "The reference scored against, with the claims used."},
     )
     model = fields.Nested(ModelBriefSchema, required=True, metadata={"description": "The model that scored."})
     results = fields.List(
@@ -420,6 +535,14 @@ class ReferenceSchema(Schema):
         required=True,
         metadata={"description": "The reference's main claims, in order."},
     )
+    languages = fields.List(
+        fields.String(),
+        required=True,
+        metadata={
+            "description": "The main language, then those of the variants (a text in one of "
+            "them is scored against that variant)."
+        },
+    )
 
 
 class ReferenceDetailSchema(ReferenceSchema):
@@ -427,6 +550,27 @@ class ReferenceDetailSchema(ReferenceSchema):
 
     text = fields.String(
         required=True, metadata={"description": "The reference body as written; evidence offsets index it."}
+    )
+    variants = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(lambda: ReferenceVariantSchema()),
+        required=True,
+        metadata={"description": "The reference in other languages, by language code ({} if none)."},
+    )
+
+
+class ReferenceVariantSchema(Schema):
+    """One language variant of a reference file: its own title, text and claims (same ids)."""
+
+    title = fields.String(required=True, metadata={"description": "The variant's title."})
+    text = fields.String(
+        required=True,
+        metadata={"description": "The variant's body as written; evidence against it indexes this text."},
+    )
+    claims = fields.List(
+        fields.Nested(ClaimSchema),
+        required=True,
+        metadata={"description": "The variant's claims, with the same ids as the main language's."},
     )
 
 

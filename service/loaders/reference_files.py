@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from service.domain.errors import DiscourseError
-from service.domain.references import Claim, Reference
+from service.domain.references import MAX_CLAIMS, Claim, Reference
 from service.domain.text import Span
 
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-_STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin"}
-MAX_CLAIMS = 20
+_STRUCTURAL_KEYS = {"id", "title", "body", "claims", "default", "claims_origin", "variants"}
 
 
 class ReferenceFileError(DiscourseError, RuntimeError):
@@ -56,29 +56,35 @@ def load_reference_file(path: Path) -> Reference:
     if not isinstance(default, bool):
         raise ReferenceFileError(f"{path}: 'default' must be true or false")
 
-    raw_claims = data.get("claims", [])
-    if not isinstance(raw_claims, list) or len(raw_claims) > MAX_CLAIMS:
-        raise ReferenceFileError(f"{path}: 'claims' must be a list of at most {MAX_CLAIMS} tables")
-    claims: list[Claim] = []
-    for n, raw in enumerate(raw_claims, start=1):
-        where = f"claim {n}: "
-        if not isinstance(raw, dict):
-            raise ReferenceFileError(f"{path}: {where}must be a table with id, text and source")
-        claim_id = need_text("id", raw, where)
-        if not _ID.fullmatch(claim_id):
-            raise ReferenceFileError(f"{path}: {where}id {claim_id!r} must match {_ID.pattern}")
-        if any(c.id == claim_id for c in claims):
-            raise ReferenceFileError(f"{path}: {where}id {claim_id!r} is used twice")
-        source = None
-        if "source" in raw:
-            quoted = need_text("source", raw, where)
-            start = body.find(quoted)
-            if start < 0:
-                raise ReferenceFileError(
-                    f"{path}: {where}source {quoted[:60]!r} is not found word for word in the body"
-                )
-            source = Span(start, start + len(quoted), quoted)
-        claims.append(Claim(claim_id, need_text("text", raw, where).strip(), source))
+    def read_claims(raw_claims: object, body: str, prefix: str = "") -> list[Claim]:
+        if not isinstance(raw_claims, list) or len(raw_claims) > MAX_CLAIMS:
+            raise ReferenceFileError(
+                f"{path}: '{prefix}claims' must be a list of at most {MAX_CLAIMS} tables"
+            )
+        claims: list[Claim] = []
+        for n, raw in enumerate(raw_claims, start=1):
+            where = f"{prefix}claim {n}: "
+            if not isinstance(raw, dict):
+                raise ReferenceFileError(f"{path}: {where}must be a table with id, text and source")
+            claim_id = need_text("id", raw, where)
+            if not _ID.fullmatch(claim_id):
+                raise ReferenceFileError(f"{path}: {where}id {claim_id!r} must match {_ID.pattern}")
+            if any(c.id == claim_id for c in claims):
+                raise ReferenceFileError(f"{path}: {where}id {claim_id!r} is used twice")
+            source = None
+            if "source" in raw:
+                quoted = need_text("source", raw, where)
+                start = body.find(quoted)
+                if start < 0:
+                    raise ReferenceFileError(
+                        f"{path}: {where}source {quoted[:60]!r} is not found word for word in the body"
+                    )
+                source = Span(start, start + len(quoted), quoted)
+            claims.append(Claim(claim_id, need_text("text", raw, where).strip(), source))
+        return claims
+
+    claims = read_claims(data.get("claims", []), body)
+    variants = _read_variants(path, data.get("variants", {}), reference_id, claims, need_text, read_claims)
 
     metadata = {}
     for key, value in data.items():
@@ -96,7 +102,59 @@ def load_reference_file(path: Path) -> Reference:
         metadata=metadata,
         default=default,
         claims_origin=str(origin),
+        variants=variants,
     )
+
+
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
+def _read_variants(
+    path: Path,
+    raw: object,
+    reference_id: str,
+    claims: list[Claim],
+    need_text: Callable[..., str],
+    read_claims: Callable[..., list[Claim]],
+) -> dict[str, Reference]:
+    """``[variants.<language>]`` tables: the document in other languages, ``title``, ``body`` and
+    ``[[variants.<language>.claims]]`` with the same claim ids as the main claims (none if it
+    has none)."""
+    if not isinstance(raw, dict):
+        raise ReferenceFileError(f"{path}: 'variants' must be tables such as [variants.ru]")
+    main_ids = [c.id for c in claims]
+    variants: dict[str, Reference] = {}
+    for language, table in raw.items():
+        prefix = f"variants.{language}."
+        if not _LANGUAGE.fullmatch(language):
+            raise ReferenceFileError(
+                f"{path}: 'variants.{language}': the key must be a language code such as ru"
+            )
+        if not isinstance(table, dict):
+            raise ReferenceFileError(f"{path}: 'variants.{language}' must be a table with title and body")
+        unknown = sorted(set(table) - {"title", "body", "claims"})
+        if unknown:
+            raise ReferenceFileError(
+                f"{path}: '{prefix}{unknown[0]}' is not a variant field (title, body, claims)"
+            )
+        body = need_text("body", table, prefix)
+        variant_claims = read_claims(table.get("claims", []), body, prefix)
+        ids = [c.id for c in variant_claims]
+        if sorted(ids) != sorted(main_ids):
+            raise ReferenceFileError(
+                f"{path}: '{prefix}claims' must have the main claims' ids ({', '.join(main_ids) or 'none'}); "
+                f"found {', '.join(ids) or 'none'}"
+            )
+        order = {claim_id: k for k, claim_id in enumerate(main_ids)}
+        variants[language] = Reference(
+            id=reference_id,
+            title=need_text("title", table, prefix).strip(),
+            body=body,
+            claims=tuple(sorted(variant_claims, key=lambda c: order[c.id])),
+            metadata={"language": language},
+            claims_origin="stated in the reference file",
+        )
+    return variants
 
 
 def load_reference_directory(directory: Path) -> tuple[list[Reference], str]:

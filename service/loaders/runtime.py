@@ -54,5 +54,5 @@ def load_runtime(model_dir: Path, seeds_dir: Path) -> Runtime:
         try:
             prepared[reference.id] = prepare_reference(reference, model.encoder)
         except ValueError as error:
-            raise ReferenceFileError(f"{seeds_dir}: {error}") from None
+            raise ReferenceFileError(f"{seeds_dir}: reference {reference.id!r}: {error}") from None
     return Runtime(model, Scorer(model.encoder, model.stance, prepared, default_id))

@@ -21,6 +21,7 @@ def describe(prepared: PreparedReference, default_id: str) -> dict:
         "default": reference.id == default_id,
         "metadata": reference.metadata,
         "claims_origin": prepared.claims_origin,
+        "languages": [prepared.language, *prepared.variants],
         "claims": [
             {
                 "id": claim.id,
@@ -30,6 +31,18 @@ def describe(prepared: PreparedReference, default_id: str) -> dict:
             }
             for claim in prepared.claims
         ],
+    }
+
+
+def describe_scored(prepared: PreparedReference) -> dict:
+    """The ``reference`` of a score response: id, title, language, and the claims used with their origin."""
+    described = describe(prepared, "")
+    return {
+        "id": described["id"],
+        "title": described["title"],
+        "language": prepared.reference.metadata.get("language", "en"),
+        "claims_origin": described["claims_origin"],
+        "claims": described["claims"],
     }
 
 
@@ -57,4 +70,20 @@ def get_reference(reference_id: str):
     """
     scorer = current_runtime().scorer
     prepared = scorer.reference(reference_id)  # UnknownReferenceError: a 404 problem
-    return {**describe(prepared, scorer.default_reference), "text": prepared.reference.body}
+    return detail(prepared, scorer.default_reference)
+
+
+def detail(prepared: PreparedReference, default_id: str) -> dict:
+    """The API form of a reference with its text and its language variants."""
+    return {
+        **describe(prepared, default_id),
+        "text": prepared.reference.body,
+        "variants": {
+            language: {
+                "title": variant.reference.title,
+                "text": variant.reference.body,
+                "claims": describe(variant, default_id)["claims"],
+            }
+            for language, variant in prepared.variants.items()
+        },
+    }
