@@ -274,6 +274,13 @@ def validate(
     return {"training": config.to_dict(), "domains": domains, **_validation_section(reports, len(seeds))}
 
 
+def load_protocol() -> str:
+    """The validation protocol and experiment history for the model card, from
+    ``validation_protocol.txt`` beside this module (comment lines dropped, lines joined with spaces)."""
+    text = resources.files("service.training").joinpath("validation_protocol.txt").read_text(encoding="utf-8")
+    return " ".join(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
 def load_probes() -> list[dict]:
     """The hand-written probe texts shipped with the training code."""
     text = resources.files("service.training").joinpath("probes.toml").read_text(encoding="utf-8")
@@ -384,74 +391,7 @@ def train(
         "vocabulary_terms": encoder.n_terms,
         "training": config.to_dict(),
         "validation": {
-            "protocol": (
-                "story-disjoint: stories are connected components of related (headline, body) "
-                "pairs; 20% of stories are held out; validation = pairs whose headline is in a "
-                "held-out story; training = pairs whose headline and body are both in kept "
-                "stories; vocabulary, IDF, the wording model and both stages are fitted on the "
-                "training side only, and the augmentations (hard negatives, short versions) are "
-                "built from the training side only. Figures are on the unaugmented validation "
-                "pairs. Tree settings, the related threshold and the short versions were chosen "
-                "on split seed 0, the word hard negatives on split 0 and the probe texts. The "
-                "class weight power, the wording model and the contrast features were chosen on "
-                "the mean of seeds 0-2; seeds 3 and 4 were added afterwards as a check and did "
-                "not change the choice. The character hard negatives were added because of probe "
-                "misses and kept because no split changed beyond split-to-split differences. "
-                "After these choices a review corrected the contrast feature *_presence_differs "
-                "(it repeated the capped difference instead of comparing presence); the figures "
-                "are those of the corrected model. Tried and dropped on splits 0-2: stage 2 "
-                "without the short versions, an average of 5 boosted models on subsamples of "
-                "stories, a wording model on word unigrams and bigrams, a second one on the "
-                "sentences nearest the claim (all lowered disagree F1), and two features of the "
-                "terms the claim itself negates (no change beyond noise). "
-                "Stage 2 as the mean of the boosted trees and 5 small networks was chosen last, on "
-                "the mean of seeds 0-4, against the trees alone: every variant of it tried (1, 3 or 5"
-                " networks, weights 2:1 and 1:2, 16 or 64 hidden units, 10 times the L2 penalty) "
-                "raised mean disagree F1, from 0.345 to between 0.352 and 0.390, and the one shipped "
-                "keeps the networks' existing settings and equal weights for the two families rather "
-                "than the best of them. Tried and dropped at that step on seeds 0-4: the trees with "
-                "400 rounds or depth 4 or 6, a logistic regression or a single network instead of the"
-                " trees, the trees averaged with a logistic regression, and the wording model's "
-                "scores of the claim itself, or a second wording model fitted on the claims (all "
-                "lowered mean disagree F1). "
-                "Tried and dropped after model 3.0.0, on seeds 0-9 with the trees alone: three "
-                "features of a learned polarity of the claim and of the text (two logistic "
-                "regressions fitted in turn so that their product tells agree from disagree), which "
-                "raised disagree F1 by 0.014 on seeds 0-4 and 0.003 on seeds 5-9 but lowered the "
-                "FNC score on both, and sample weights that damp the largest stories (no gain). "
-                "Every split here was looked at during development, so their mean is optimistic: "
-                "`discourse validate` runs the same protocol on other story splits, and ten more "
-                "(seeds 5-9, drawn after the last choice and run with models 3.0.0 and 3.1.0, and "
-                "10-14, drawn and run once with model 3.1.0) gave lower figures, disagree F1 most "
-                "of all: 0.291 over the ten with model 3.1.0 (the README has them). "
-                "The FNC-1 competition test set was never seen. "
-                "Model 3.1.0 is the recipe of 3.0.0 with every fit on one thread, in parallel "
-                "processes: the logistic regressions' sums depended on the number of threads, so "
-                "the arrays depended on the number of cores; the figures moved by at most 0.13 in "
-                "FNC score, 0.001 in macro-F1 and 0.004 in disagree F1. "
-                "Model 4.0.0 is the recipe of 3.1.0 on normalised text (one normalisation for "
-                "training and scoring: Unicode compatibility forms, invisible characters, "
-                "typographic punctuation, look-alike letters, URLs and e-mail addresses), with "
-                "term frequency saturating as in BM25 (k = 1.2) instead of 1 + log(tf), keyword "
-                "lists weighted 0.1 and repeated sentences counted once; no setting was tuned for it. "
-                "Model 5.0.0 is the recipe of 4.0.0 trained on FNC-1 and ARC together: one vocabulary "
-                "and IDF over both corpora's training texts (news articles and readers' comments), "
-                "hard negatives and short versions drawn from both. Splits are drawn per corpus: "
-                "with the same seed the same 20% of FNC-1's stories as before (the FNC-1 draws come "
-                "first), then 20% of ARC's claims, each with every comment related to it; a comment "
-                "related to a held-out claim is never trained on, not even as another claim's "
-                "unrelated body. Each corpus is reported on its own held-out pairs. Cross-domain: "
-                "on split 0 only (to stay within the training-time budget), a model trained on one "
-                "corpus's kept pairs alone is tested on both corpora's held-out pairs. Tried on "
-                "the joint model and dropped (figures FNC-1 / ARC macro-F1 against the joint "
-                "model without them): three more lexicons (reporting verbs and attribution, "
-                "contrast and rebuttal words, first person and judgement), split 0 0.6188 / 0.4094 "
-                "against 0.6198 / 0.4061, split 1 0.6799 / 0.3963 against 0.6992 / 0.3986 (FNC-1 "
-                "disagree F1 0.366 against 0.419); weighing the two corpora equally in stage 2 "
-                "(power 0.5), split 0 0.6143 / 0.4082. No setting of 4.0.0 was changed. The "
-                "narrative development set (tests/data/narrative) is measured with the final model "
-                "and was never trained or tuned on."
-            ),
+            "protocol": load_protocol(),
             **validation_section,
         },
         "probes": probes,
