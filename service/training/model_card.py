@@ -50,8 +50,8 @@ def render_model_card(card: dict) -> str:
     ]
     lines += [
         "",
-        "Training pairs per split (after dropping every pair that touches a held-out story, before "
-        "augmentation): "
+        "Training pairs per split (every pair that touches a held-out story dropped; with the hard "
+        "negatives and short versions added): "
         + ", ".join(
             f"split {r['split_seed']}"
             + (f" ({r['train_domain']} only)" if "train_domain" in r else "")
