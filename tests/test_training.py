@@ -560,3 +560,8 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     stage_two = "weight 0.5) and of 5 networks with one hidden layer of 32 units that differ only in their"
     assert stage_two in markdown
     assert card["files"][ARRAYS_FILE] in markdown
+    # One corpus (no --arc): its provenance and licence, and the narrative set measured, not trained on.
+    assert [c["domain"] for c in card["data"]["corpora"]] == ["fnc-1"]
+    assert "Emergent" in card["data"]["corpora"][0]["provenance"] and card["data"]["corpora"][0]["licence"]
+    assert card["narrative"]["pairs"] == 114
+    assert "## Narrative development set" in markdown and "Licence: " in markdown
