@@ -154,7 +154,9 @@ def validation_table(validation: dict) -> list[str]:
     optionally ``cross_domain``; a report without ``domains`` (one corpus) is one domain, "all".
     """
     splits = validation["splits"]
-    domains = list(splits[0].get("domains", {"all": None}))
+    # FNC-1 first, then the others by name: the same order from a card in memory and one read back
+    # from card.json (whose keys are sorted).
+    domains = sorted(splits[0].get("domains", {"all": None}), key=lambda name: (name != "fnc-1", name))
 
     def of(report: dict, name: str) -> dict | None:
         return report if "domains" not in report else report["domains"].get(name)
