@@ -19,6 +19,7 @@ from pathlib import Path
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT
 
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "fnc-1"
+DEFAULT_ARC_DIR = PROJECT_ROOT.parent / "shared" / "data" / "arc"
 
 
 def _model_dir(name: str | None) -> Path:
@@ -76,9 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
     train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
     train.add_argument("--model-id", default="fnc1-stance")
-    train.add_argument("--version", default="4.0.0")
+    train.add_argument("--version", default="5.0.0")
     jobs_help = "processes that fit models at once (default: the usable CPUs); results do not depend on it"
     train.add_argument("--jobs", type=_positive_int, default=_usable_cpus(), help=jobs_help)
+    _add_arc_arguments(train)
 
     validate = commands.add_parser(
         "validate", help="train on the kept stories of story splits and report on the held-out ones"
@@ -96,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--out", type=Path, help="also write the report as JSON to this file")
     validate.add_argument("--jobs", type=_positive_int, default=_usable_cpus(), help=jobs_help)
+    validate.add_argument(
+        "--cross-domain-splits",
+        type=_split_seeds,
+        default=(5,),
+        help="story split seeds on which a model trained on one domain alone is tested on every "
+        "domain (default 5; only with ARC)",
+    )
+    validate.add_argument(
+        "--json", action="store_true", help="print the report as JSON instead of the per-domain table"
+    )
+    _add_arc_arguments(validate)
 
     for name, help_text in (
         ("evaluate", "report FNC score, macro-F1 and the confusion matrix on labelled pairs"),
@@ -219,6 +232,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _add_arc_arguments(parser: argparse.ArgumentParser) -> None:
+    arc = parser.add_mutually_exclusive_group()
+    arc.add_argument(
+        "--arc",
+        type=Path,
+        default=DEFAULT_ARC_DIR,
+        help="ARC training directory (FNC format), trained on with FNC-1 (default: %(default)s)",
+    )
+    arc.add_argument("--no-arc", action="store_true", help="train on the --data corpus alone")
+
+
 def _train(args: argparse.Namespace) -> int:
     from service.training.pipeline import train
     from service.training.trainer import TrainingConfig, log_to_stderr
@@ -233,6 +257,7 @@ def _train(args: argparse.Namespace) -> int:
         args.version,
         log_to_stderr,
         jobs=args.jobs,
+        arc_dir=None if args.no_arc else args.arc,
     )
     mean = card["validation"]["mean"]
     log_to_stderr(
@@ -244,6 +269,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from service.training.model_card import validation_table
     from service.training.pipeline import validate
     from service.training.trainer import TrainingConfig, log_to_stderr
 
@@ -255,12 +281,20 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"discourse validate: --stance-kind: {error}", file=sys.stderr)
             return 2
     started = time.perf_counter()
-    report = validate(args.data, config, args.splits, log_to_stderr, jobs=args.jobs)
+    report = validate(
+        args.data,
+        config,
+        args.splits,
+        log_to_stderr,
+        jobs=args.jobs,
+        arc_dir=None if args.no_arc else args.arc,
+        cross_domain_seeds=args.cross_domain_splits,
+    )
     log_to_stderr(f"done in {time.perf_counter() - started:.1f} s")
     text = json.dumps(report, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    print(text if args.json else "\n".join(validation_table(report)))
     return 0
 
 

@@ -85,6 +85,8 @@ def test_validate_reports_the_chosen_story_splits_as_json(
                 "trees",
                 "--out",
                 str(out),
+                "--no-arc",
+                "--json",
             ],
             capsys,
         )
@@ -96,6 +98,39 @@ def test_validate_reports_the_chosen_story_splits_as_json(
     fnc_scores = [split["fnc_score"] for split in report["splits"]]
     assert report["mean"]["fnc_score"] == pytest.approx(sum(fnc_scores) / 2, abs=1e-4)
     assert "split 3: FNC score" in stderr and "done in" in stderr
+
+
+def test_validate_prints_each_domains_figures_and_the_cross_domain_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tiny_corpus()
+    # A second corpus in another voice, with its own claims and ids, as ARC is beside FNC-1.
+    arc = TinyCorpus(
+        rows=[(f"Debate: {h}", b, s) for h, b, s in base.rows],
+        bodies={b: f"In my opinion, {text}" for b, text in base.bodies.items()},
+    )
+    write_fnc_csvs(tmp_path / "fnc", base)
+    write_fnc_csvs(tmp_path / "arc", arc)
+    out = tmp_path / "report.json"
+    argv = ["validate", "--data", str(tmp_path / "fnc"), "--arc", str(tmp_path / "arc"), "--splits", "0,1"]
+    argv += ["--cross-domain-splits", "0", "--stance-kind", "trees", "--out", str(out)]
+    with threadpool_limits(limits=1):
+        status, stdout, stderr = run(argv, capsys)
+    assert status == 0, stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["domains"] == ["fnc-1", "arc"]
+    split = report["splits"][0]
+    # Each domain is reported on its own held-out pairs, and together they are all of them.
+    assert split["domains"]["fnc-1"]["pairs"] + split["domains"]["arc"]["pairs"] == split["pairs"]
+    assert {r["train_domain"] for r in report["cross_domain"]} == {"fnc-1", "arc"}
+    for cross in report["cross_domain"]:
+        assert cross["train_pairs"] < split["train_pairs"]
+    lines = stdout.splitlines()
+    assert lines[0].startswith("| domain | trained on | split | pairs | FNC score | macro-F1 | F1 agree")
+    assert any(line.startswith("| fnc-1 | all domains | mean |") for line in lines)
+    assert any(line.startswith("| arc | fnc-1 only | 0 |") for line in lines)
+    assert any(line.startswith("| fnc-1 | arc only | 0 |") for line in lines)
+    assert "Confusion matrix of arc, summed over splits 0, 1 (rows: true label):" in lines
 
 
 @pytest.mark.parametrize(
@@ -110,7 +145,7 @@ def test_validate_reports_the_chosen_story_splits_as_json(
 def test_validate_usage_errors_exit_2(
     arguments: list[str], message: str, pair_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["validate", "--data", str(pair_files[0].parent), *arguments]
+    argv = ["validate", "--data", str(pair_files[0].parent), "--no-arc", *arguments]
     try:
         status = main(argv)
     except SystemExit as exit_:  # argparse's own usage errors
@@ -142,7 +177,16 @@ def test_progress_to_a_reader_that_went_away_does_not_stop_the_work(
 ) -> None:
     out = tmp_path / "report.json"
     monkeypatch.setattr(sys, "stderr", _ClosedPipe())
-    argv = ["validate", "--data", str(pair_files[0].parent), "--splits", "1", "--stance-kind", "trees"]
+    argv = [
+        "validate",
+        "--data",
+        str(pair_files[0].parent),
+        "--splits",
+        "1",
+        "--stance-kind",
+        "trees",
+        "--no-arc",
+    ]
     with threadpool_limits(limits=1):
         status = main([*argv, "--out", str(out)])
     assert status == 0

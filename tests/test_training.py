@@ -17,8 +17,10 @@ from service.loaders.artifacts import ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE
 from service.training.fnc import (
     DataFormatError,
     PairSet,
+    domain_of_body,
     evaluation_report,
     fnc_score,
+    join_domains,
     read_pairs,
     story_of,
     story_split,
@@ -153,6 +155,82 @@ def test_story_split_keeps_held_out_stories_off_the_training_side(pairs: PairSet
         assert story["h:" + pairs.headlines[r]] not in held_out
         assert story["b:" + pairs.body_ids[r]] in held_out
     assert story_split(pairs, holdout=0.3, seed=seed) == (train, validation)
+
+
+def arc_like_pairs(n_claims: int = 10, comments_per_claim: int = 3) -> PairSet:
+    """Debate claims with comments, as ARC has them: every comment is related to exactly one
+    claim, and each claim is also paired (unrelated) with comments written about other claims."""
+    headlines, body_ids, stances, bodies = [], [], [], {}
+    labels = ("agree", "disagree", "discuss")
+    for c in range(n_claims):
+        for k in range(comments_per_claim):
+            body = f"c{c}-{k}"
+            bodies[body] = f"comment {k} on claim {c}"
+            headlines.append(f"claim {c}")
+            body_ids.append(body)
+            stances.append(labels[k % 3])
+        for other in ((c + 1) % n_claims, (c + 3) % n_claims):
+            headlines.append(f"claim {c}")
+            body_ids.append(f"c{other}-0")
+            stances.append("unrelated")
+    return PairSet(headlines, body_ids, bodies, stances)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_claim_split_of_arc_holds_out_whole_claims_and_every_comment_on_them(
+    pairs: PairSet, seed: int
+) -> None:
+    arc = arc_like_pairs()
+    joined = join_domains([("fnc-1", pairs), ("arc", arc)])
+    domains = ("fnc-1", "arc")
+    train, validation = story_split(joined, holdout=0.2, seed=seed, domains=domains)
+    claim_of_comment = {
+        f"arc:{b}": h
+        for h, b, s in zip(arc.headlines, arc.body_ids, arc.stances, strict=True)
+        if s != "unrelated"
+    }
+    held_claims = {
+        joined.headlines[r] for r in validation if domain_of_body(joined.body_ids[r], domains) == "arc"
+    }
+    # 20% of each domain's stories: 2 of ARC's 10 claims, however many FNC-1 stories there are.
+    assert len(held_claims) == 2
+    assert {domain_of_body(joined.body_ids[r], domains) for r in validation} == {"fnc-1", "arc"}
+    # Every pair of a held-out claim is validated, its related comments included ...
+    for r, headline in enumerate(joined.headlines):
+        if headline in held_claims:
+            assert r in validation
+    # ... and no training pair has a held-out claim or a comment written about one, not even
+    # as the unrelated body of a kept claim.
+    for r in train:
+        assert joined.headlines[r] not in held_claims
+        if joined.body_ids[r] in claim_of_comment:
+            assert claim_of_comment[joined.body_ids[r]] not in held_claims
+    dropped = set(range(len(joined))) - set(train) - set(validation)
+    dropped = {r for r in dropped if domain_of_body(joined.body_ids[r], domains) == "arc"}
+    assert dropped, "kept claims paired with held-out claims' comments must be dropped"
+    for r in dropped:
+        assert claim_of_comment[joined.body_ids[r]] in held_claims
+
+
+def test_story_split_of_one_corpus_is_unchanged_by_the_domain_names(pairs: PairSet) -> None:
+    assert story_split(pairs, 0.2, 3, domains=("fnc-1", "arc")) == story_split(pairs, 0.2, 3)
+
+
+def test_join_domains_keeps_the_first_domains_ids_and_prefixes_the_others(pairs: PairSet) -> None:
+    arc = arc_like_pairs(3, 3)
+    joined = join_domains([("fnc-1", pairs), ("arc", arc)])
+    assert joined.body_ids[: len(pairs)] == pairs.body_ids
+    assert joined.body_ids[len(pairs) :] == [f"arc:{b}" for b in arc.body_ids]
+    assert joined.stances == pairs.stances + arc.stances
+    assert joined.bodies["arc:c1-2"] == arc.bodies["c1-2"]
+    assert [domain_of_body(b, ("fnc-1", "arc")) for b in ("1", "arc:c0-0", "arcade")] == [
+        "fnc-1",
+        "arc",
+        "fnc-1",
+    ]
+    clash = PairSet(["h"], ["arc:1"], {"arc:1": "x"}, ["agree"])
+    with pytest.raises(DataFormatError, match="'arc:1' looks like another domain's id"):
+        join_domains([("fnc-1", clash), ("arc", arc)])
 
 
 # -- the FNC score and the report ----------------------------------------------
@@ -482,3 +560,8 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     stage_two = "weight 0.5) and of 5 networks with one hidden layer of 32 units that differ only in their"
     assert stage_two in markdown
     assert card["files"][ARRAYS_FILE] in markdown
+    # One corpus (no --arc): its provenance and licence, and the narrative set measured, not trained on.
+    assert [c["domain"] for c in card["data"]["corpora"]] == ["fnc-1"]
+    assert "Emergent" in card["data"]["corpora"][0]["provenance"] and card["data"]["corpora"][0]["licence"]
+    assert card["narrative"]["pairs"] == 114
+    assert "## Narrative development set" in markdown and "Licence: " in markdown

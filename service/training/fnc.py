@@ -1,4 +1,4 @@
-"""FNC-1 data: reading the CSV files, story-disjoint splits and the official score.
+"""FNC-format data: reading the CSV files, joining corpora, story-disjoint splits and the official score.
 
 FNC-1 (Fake News Challenge stage 1, fakenewschallenge.org) is built from the
 Emergent data set (Ferreira and Vlachos, NAACL 2016). A *stance file* has the
@@ -20,6 +20,12 @@ import numpy as np
 
 from service.domain.errors import DiscourseError
 from service.domain.stance import STANCE_LABELS
+
+PRIMARY_DOMAIN = "fnc-1"
+"""The domain whose body ids are kept as read when corpora are joined."""
+ARC_DOMAIN = "arc"
+KNOWN_DOMAINS: tuple[str, ...] = (PRIMARY_DOMAIN, ARC_DOMAIN)
+"""The corpora training can join (see :func:`join_domains`)."""
 
 # FNC-1 bodies can exceed the csv module's default field limit of 128 KiB.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -114,6 +120,54 @@ def _require_columns(path: Path, present: Sequence[str] | None, needed: Sequence
         raise DataFormatError(f"{path}: missing column(s) {', '.join(missing)}")
 
 
+def join_domains(parts: Sequence[tuple[str, PairSet]]) -> PairSet:
+    """One pair set of several FNC-format corpora (domains), in the order given.
+
+    The first domain's body ids are kept as read (so a model trained on it
+    alone is trained on the same pairs as before); every other domain's are
+    prefixed ``"<domain>:"``, which keeps the corpora's ids apart and tells
+    :func:`domain_of_body` where a pair comes from.
+
+    Raises :class:`DataFormatError` when a domain is named twice or a first-domain
+    body id already carries another domain's prefix.
+    """
+    if not parts:
+        raise ValueError("join_domains needs at least one domain")
+    names = [name for name, _ in parts]
+    if len(set(names)) != len(names):
+        raise DataFormatError(f"domains must be distinct, got {names}")
+    (first_name, first), *others = parts
+    prefixes = tuple(f"{name}:" for name, _ in others)
+    clash = next((b for b in first.bodies if prefixes and b.startswith(prefixes)), None)
+    if clash is not None:
+        raise DataFormatError(f"{first_name}: Body ID {clash!r} looks like another domain's id")
+    headlines, body_ids = list(first.headlines), list(first.body_ids)
+    bodies = dict(first.bodies)
+    labelled = all(p.stances is not None for _, p in parts)
+    stances = list(first.stances) if labelled and first.stances is not None else None
+    for name, part in others:
+        headlines += part.headlines
+        body_ids += [f"{name}:{b}" for b in part.body_ids]
+        bodies.update({f"{name}:{b}": text for b, text in part.bodies.items()})
+        if stances is not None and part.stances is not None:
+            stances += part.stances
+    return PairSet(headlines, body_ids, bodies, stances)
+
+
+def domain_of_body(body_id: str, domains: Sequence[str] = ()) -> str:
+    """The domain a (joined) body id comes from: the first of ``domains`` whose prefix it
+    carries, else :data:`PRIMARY_DOMAIN`."""
+    for name in domains:
+        if name != PRIMARY_DOMAIN and body_id.startswith(f"{name}:"):
+            return name
+    return PRIMARY_DOMAIN
+
+
+def row_domains(pairs: PairSet, domains: Sequence[str]) -> list[str]:
+    """The domain of every row of ``pairs`` (that of its body), in row order."""
+    return [domain_of_body(b, domains) for b in pairs.body_ids]
+
+
 def story_of(pairs: PairSet) -> dict[str, str]:
     """Story of every headline (key ``"h:" + headline``) and body (``"b:" + body id``).
 
@@ -142,20 +196,36 @@ def story_of(pairs: PairSet) -> dict[str, str]:
     return {node: find(node) for node in list(parent)}
 
 
-def story_split(pairs: PairSet, holdout: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+def story_split(
+    pairs: PairSet, holdout: float = 0.2, seed: int = 0, domains: Sequence[str] = ()
+) -> tuple[list[int], list[int]]:
     """Split pair rows into (train, validation) with no story on both sides.
 
     A story is a connected component of the graph whose nodes are headlines
-    and bodies and whose edges are the related (not ``unrelated``) pairs.
-    About ``holdout`` of the stories (by count, chosen with ``seed``) are held
-    out. Validation rows are the pairs whose headline belongs to a held-out
+    and bodies and whose edges are the related (not ``unrelated``) pairs; in
+    ARC, a claim with the comments written about it. About ``holdout`` of the
+    stories (by count, chosen with ``seed``) are held out, of each domain
+    separately when ``domains`` names the joined corpora (see :func:`join_domains`).
+    Validation rows are the pairs whose headline belongs to a held-out
     story; training rows are the pairs whose headline and body both belong
-    to kept stories, so no held-out headline or body is ever trained on.
+    to kept stories, so no held-out headline or body is ever trained on (nor
+    a body related to a held-out claim, even where it is paired with a kept
+    claim as unrelated).
     """
     story = story_of(pairs)
-    stories = sorted(set(story.values()))
+    # A story's domain is that of its bodies; a headline with only unrelated pairs is a
+    # story of its own, in the domain of the bodies it is paired with.
+    domain_of_story: dict[str, str] = {}
+    for node, name in story.items():
+        if node.startswith("b:"):
+            domain_of_story.setdefault(name, domain_of_body(node[2:], domains))
+    for headline, body_id in zip(pairs.headlines, pairs.body_ids, strict=True):
+        domain_of_story.setdefault(story["h:" + headline], domain_of_body(body_id, domains))
     rng = random.Random(seed)
-    held_out = set(rng.sample(stories, round(holdout * len(stories))))
+    held_out: set[str] = set()
+    for name in sorted(set(domain_of_story.values()), key=lambda d: (d != PRIMARY_DOMAIN, d)):
+        stories = sorted(s for s, d in domain_of_story.items() if d == name)
+        held_out.update(rng.sample(stories, round(holdout * len(stories))))
     train, validation = [], []
     for row, (headline, body_id) in enumerate(zip(pairs.headlines, pairs.body_ids, strict=True)):
         headline_story, body_story = story["h:" + headline], story["b:" + body_id]

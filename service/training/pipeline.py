@@ -37,7 +37,17 @@ from service.loaders.artifacts import (
     write_json,
 )
 from service.loaders.reference_files import load_reference_directory
-from service.training.fnc import DataFormatError, PairSet, evaluation_report, read_pairs, story_split
+from service.training.fnc import (
+    ARC_DOMAIN,
+    PRIMARY_DOMAIN,
+    DataFormatError,
+    PairSet,
+    domain_of_body,
+    evaluation_report,
+    join_domains,
+    read_pairs,
+    story_split,
+)
 from service.training.model_card import render_model_card
 from service.training.process_pool import run_tasks
 from service.training.trainer import (
@@ -54,6 +64,49 @@ STANCES_FILE = "train_stances.csv"
 BODIES_FILE = "train_bodies.csv"
 VALIDATION_SEEDS = (0, 1, 2, 3, 4)
 """Story splits evaluated (see the protocol in the model card for how settings were chosen)."""
+CROSS_DOMAIN_SEEDS = (0,)
+"""Story splits on which a model trained on one domain alone is tested on every domain: fewer
+than :data:`VALIDATION_SEEDS` so that training stays within its time budget."""
+
+NARRATIVE_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "narrative" / "passages.jsonl"
+"""The narrative development set: measured with every trained model, never trained on."""
+
+CORPUS_FACTS: dict[str, dict[str, str]] = {
+    PRIMARY_DOMAIN: {
+        "name": "FNC-1 training split (Fake News Challenge stage 1): news headlines and articles",
+        "provenance": (
+            "FNC-1, fakenewschallenge.org, built from the Emergent data set "
+            "(Ferreira and Vlachos, 'Emergent: a novel data-set for stance classification', "
+            "NAACL-HLT 2016)"
+        ),
+        "licence": (
+            "as published in the FakeNewsChallenge/fnc-1 repository (see its README and the Emergent "
+            "data set's terms); the project ships the trained artifact, never the data"
+        ),
+        "held_out": "the FNC-1 competition test set was never used for training, tuning or selection",
+    },
+    ARC_DOMAIN: {
+        "name": (
+            "ARC stance corpus (development part): debate claims and readers' comments from New York "
+            "Times 'Room for Debate'"
+        ),
+        "provenance": (
+            "Hanselowski, Pvs, Schiller, Caspelherr, Chaudhuri, Meyer and Gurevych, 'A Retrospective "
+            "Analysis of the Fake News Challenge Stance-Detection Task', COLING 2018; comments collected "
+            "by Habernal et al. for the Argument Reasoning Comprehension Task; files from the "
+            "UKPLab/coling2018_fake-news-challenge repository, data/fnc-1/corpora/ARC/"
+        ),
+        "licence": (
+            "the UKPLab repository is Apache-2.0; the comments belong to their authors; the project "
+            "ships the trained artifact, never the data"
+        ),
+        "held_out": (
+            "the claims of the original corpus that are not in this part (and every comment related "
+            "to them) were never seen"
+        ),
+    },
+}
+"""What the model card says of each corpus a model can be trained on."""
 
 
 @dataclass(frozen=True)
@@ -78,33 +131,84 @@ def predict_pairs(encoder: TextEncoder, model: StanceModel, pairs: PairSet) -> P
     return Predictions(labels, probabilities, similarity)
 
 
-def validate_on_split(pairs: PairSet, config: TrainingConfig, seed: int) -> dict:
+def read_training_pairs(corpora: Sequence[tuple[str, Path]]) -> tuple[PairSet, list[str]]:
+    """Read and join the FNC-format corpora ``(domain, directory)``; return the pairs and domains.
+
+    Raises :class:`DataFormatError` naming the file and row of a malformed file.
+    """
+    parts = [
+        (name, read_pairs(d / STANCES_FILE, d / BODIES_FILE, require_labels=True)) for name, d in corpora
+    ]
+    return join_domains(parts), [name for name, _ in corpora]
+
+
+def validate_on_split(
+    pairs: PairSet,
+    config: TrainingConfig,
+    seed: int,
+    domains: Sequence[str] = (PRIMARY_DOMAIN,),
+    train_domain: str | None = None,
+) -> dict:
     """Train on the kept stories of one split and report on its held-out stories.
+
+    The held-out stories are drawn from each domain apart; with ``train_domain`` only
+    that domain's kept pairs are trained on (the cross-domain figures), while every
+    domain's held-out pairs are still reported. With several ``domains`` the report
+    has each domain's figures under ``"domains"`` beside those of all held-out pairs.
 
     Uses as many threads as the numerical libraries are allowed: :func:`validate`
     and :func:`train` run it with one (see :mod:`service.training.process_pool`).
     """
-    train_rows, validation_rows = story_split(pairs, holdout=0.2, seed=seed)
+    train_rows, validation_rows = story_split(pairs, holdout=0.2, seed=seed, domains=domains)
+    if train_domain is not None:
+        train_rows = [r for r in train_rows if domain_of_body(pairs.body_ids[r], domains) == train_domain]
     train, validation = pairs.subset(train_rows), pairs.subset(validation_rows)
     encoder = fit_encoder(train, config.encoder)
     train = augment(train, encoder, config)
     model = fit_model(encoder, train, config)
     predictions = predict_pairs(encoder, model, validation)
-    related = np.array([s != "unrelated" for s in validation.stances])
-    report = evaluation_report(validation.stances, predictions.labels)
-    report["similarity_roc_auc"] = round(float(roc_auc_score(related, predictions.similarity)), 4)
-    report["related_roc_auc"] = round(float(roc_auc_score(related, 1.0 - predictions.probabilities[:, 3])), 4)
+    report = _held_out_report(validation.stances, predictions)
+    if len(domains) > 1:
+        row_domain = [domain_of_body(b, domains) for b in validation.body_ids]
+        report["domains"] = {}
+        for name in domains:
+            rows = [i for i, d in enumerate(row_domain) if d == name]
+            if rows:
+                part = Predictions(
+                    [predictions.labels[i] for i in rows],
+                    predictions.probabilities[rows],
+                    predictions.similarity[rows],
+                )
+                report["domains"][name] = _held_out_report([validation.stances[i] for i in rows], part)
+    if train_domain is not None:
+        report["train_domain"] = train_domain
     report["split_seed"] = seed
     report["train_pairs"] = len(train)
     report["validation_pairs"] = len(validation)
     return report
 
 
-def _report_split(report: dict, progress: Progress) -> None:
-    progress(
-        f"split {report['split_seed']}: FNC score {report['fnc_score']}, macro-F1 {report['macro_f1']}, "
-        f"similarity ROC-AUC {report['similarity_roc_auc']}"
+def _held_out_report(truth: list[str], predictions: Predictions) -> dict:
+    related = np.array([s != "unrelated" for s in truth])
+    report = evaluation_report(truth, predictions.labels)
+    both = 0 < related.sum() < len(related)
+    report["similarity_roc_auc"] = (
+        round(float(roc_auc_score(related, predictions.similarity)), 4) if both else None
     )
+    report["related_roc_auc"] = (
+        round(float(roc_auc_score(related, 1.0 - predictions.probabilities[:, 3])), 4) if both else None
+    )
+    return report
+
+
+def _report_split(report: dict, progress: Progress) -> None:
+    trained_on = f" trained on {report['train_domain']} only" if "train_domain" in report else ""
+    parts = [
+        f"{name + ': ' if name else ''}FNC score {r['fnc_score']}, macro-F1 {r['macro_f1']}, "
+        f"disagree F1 {r['per_class']['disagree']['f1']}, similarity ROC-AUC {r['similarity_roc_auc']}"
+        for name, r in report.get("domains", {"": report}).items()
+    ]
+    progress(f"split {report['split_seed']}{trained_on}: " + "; ".join(parts))
 
 
 def fit_final_model(pairs: PairSet, config: TrainingConfig) -> tuple[TextEncoder, StanceModel]:
@@ -113,28 +217,70 @@ def fit_final_model(pairs: PairSet, config: TrainingConfig) -> tuple[TextEncoder
     return encoder, fit_model(encoder, augment(pairs, encoder, config), config)
 
 
+def _validation_tasks(
+    pairs: PairSet,
+    config: TrainingConfig,
+    domains: Sequence[str],
+    seeds: Sequence[int],
+    cross_domain_seeds: Sequence[int],
+) -> list[Callable[[], dict]]:
+    tasks = [partial(validate_on_split, pairs, config, seed, tuple(domains)) for seed in seeds]
+    if len(domains) > 1:
+        tasks += [
+            partial(validate_on_split, pairs, config, seed, tuple(domains), name)
+            for seed in cross_domain_seeds
+            for name in domains
+        ]
+    return tasks
+
+
+def _validation_section(reports: list[dict], n_joint: int) -> dict:
+    splits, cross = reports[:n_joint], reports[n_joint:]
+    section = {"splits": splits, "mean": _mean_report(splits)}
+    if cross:
+        section["cross_domain"] = cross
+    return section
+
+
+def corpora_of(data_dir: Path, arc_dir: Path | None) -> list[tuple[str, Path]]:
+    """The ``(domain, directory)`` list that :func:`train` and :func:`validate` read."""
+    return [(PRIMARY_DOMAIN, data_dir)] + ([(ARC_DOMAIN, arc_dir)] if arc_dir is not None else [])
+
+
 def validate(
     data_dir: Path,
     config: TrainingConfig,
     seeds: Sequence[int],
     progress: Progress | None = None,
     jobs: int = 1,
+    arc_dir: Path | None = None,
+    cross_domain_seeds: Sequence[int] = (),
 ) -> dict:
-    """Validate ``config`` on the story splits ``seeds`` of the FNC-format data in ``data_dir``.
+    """Validate ``config`` on the story splits ``seeds`` of the FNC-format data in ``data_dir``
+    (joined with ARC's in ``arc_dir`` when given).
 
     The same protocol as :func:`train`'s validation, without writing a model:
-    splits other than :data:`VALIDATION_SEEDS` check a choice made on those.
+    splits other than :data:`VALIDATION_SEEDS` check a choice made on those. With
+    ARC, each domain is reported apart, and on ``cross_domain_seeds`` a model trained
+    on each domain alone is tested on every domain.
     ``jobs`` processes validate splits at once; the report does not depend on it.
     """
-    pairs = read_pairs(data_dir / STANCES_FILE, data_dir / BODIES_FILE, require_labels=True)
+    pairs, domains = read_training_pairs(corpora_of(data_dir, arc_dir))
 
     def on_done(_index: int, report: dict) -> None:
         if progress:
             _report_split(report, progress)
 
-    tasks = [partial(validate_on_split, pairs, config, seed) for seed in seeds]
-    splits = run_tasks(tasks, jobs, on_done)
-    return {"training": config.to_dict(), "splits": splits, "mean": _mean_report(splits)}
+    tasks = _validation_tasks(pairs, config, domains, seeds, cross_domain_seeds)
+    reports = run_tasks(tasks, jobs, on_done)
+    return {"training": config.to_dict(), "domains": domains, **_validation_section(reports, len(seeds))}
+
+
+def load_protocol() -> str:
+    """The validation protocol and experiment history for the model card, from
+    ``validation_protocol.txt`` beside this module (comment lines dropped, lines joined with spaces)."""
+    text = resources.files("service.training").joinpath("validation_protocol.txt").read_text(encoding="utf-8")
+    return " ".join(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def load_probes() -> list[dict]:
@@ -183,15 +329,21 @@ def train(
     version: str,
     progress: Progress,
     jobs: int = 1,
+    arc_dir: Path | None = None,
 ) -> dict:
     """Validate on story splits, fit on all pairs, and write the artifact and its card.
+
+    ``data_dir`` holds FNC-1's files; ``arc_dir``, when given, ARC's, trained on jointly.
 
     ``jobs`` processes fit the final model and the validation splits at once; the
     artifact does not depend on it.
     """
-    stances_path, bodies_path = data_dir / STANCES_FILE, data_dir / BODIES_FILE
-    pairs = read_pairs(stances_path, bodies_path, require_labels=True)
-    progress(f"read {len(pairs)} pairs and {len(pairs.bodies)} bodies from {data_dir}")
+    corpora = corpora_of(data_dir, arc_dir)
+    pairs, domains = read_training_pairs(corpora)
+    progress(
+        f"read {len(pairs)} pairs and {len(pairs.bodies)} bodies from "
+        + ", ".join(str(directory) for _, directory in corpora)
+    )
 
     def on_done(index: int, result: tuple[TextEncoder, StanceModel] | dict) -> None:
         if index == 0:
@@ -203,17 +355,27 @@ def train(
     tasks: list[Callable[[], tuple[TextEncoder, StanceModel] | dict]] = [
         partial(fit_final_model, pairs, config)
     ]
-    tasks += [partial(validate_on_split, pairs, config, seed) for seed in VALIDATION_SEEDS]
+    tasks += _validation_tasks(pairs, config, domains, VALIDATION_SEEDS, CROSS_DOMAIN_SEEDS)
     workers = min(jobs, len(tasks))
     progress(
         f"fitting the final model and validating on {len(VALIDATION_SEEDS)} story splits "
+        + (f"(and {len(tasks) - 1 - len(VALIDATION_SEEDS)} cross-domain fits) " if len(domains) > 1 else "")
         + (f"in {workers} processes" if workers > 1 else "in this process")
         + " (the final model's progress shows when it is done)"
     )
     (encoder, model), *validations = run_tasks(tasks, jobs, on_done)
+    validation_section = _validation_section(validations, len(VALIDATION_SEEDS))
     with threadpool_limits(limits=1):  # like every other fit here, so the card does not vary
         probes = run_probes(encoder, model, seeds_dir)
     progress(f"probes: {probes['label_matches']}/{probes['texts']} labels as a reader expects")
+    narrative = None
+    if NARRATIVE_SET.is_file():
+        with threadpool_limits(limits=1):
+            narrative = narrative_report(encoder, model, seeds_dir, NARRATIVE_SET)
+        progress(
+            f"narrative set: macro-F1 {narrative['macro_f1']}, "
+            f"related accuracy {narrative['related_accuracy']}"
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / ENCODER_FILE, encoder_document(encoder), indent=None)
@@ -223,87 +385,27 @@ def train(
         "version": version,
         "format_version": FORMAT_VERSION,
         "trained_by": f"discourse-compare {__version__}: discourse train",
-        "task": "stance of a text towards a claim (FNC-1 labels) and TF-IDF similarity",
+        "task": "stance of a text towards a claim (FNC-1 labels; news and comments) and TF-IDF similarity",
         "labels": list(STANCE_LABELS),
-        "data": {
-            "name": "FNC-1 training split (Fake News Challenge stage 1)",
-            "provenance": (
-                "FNC-1, fakenewschallenge.org, built from the Emergent data set "
-                "(Ferreira and Vlachos, 'Emergent: a novel data-set for stance classification', "
-                "NAACL-HLT 2016)"
-            ),
-            "files": {
-                STANCES_FILE: sha256_of(stances_path),
-                BODIES_FILE: sha256_of(bodies_path),
-            },
-            "pairs": len(pairs),
-            "bodies": len(pairs.bodies),
-            "label_counts": {s: pairs.stances.count(s) for s in STANCE_LABELS},
-            "held_out": "the FNC-1 competition test set was never used for training, tuning or selection",
-        },
+        "data": _data_section(pairs, domains, corpora),
         "features": list(FEATURE_NAMES),
         "relatedness_features": list(RELATEDNESS_FEATURES),
         "vocabulary_terms": encoder.n_terms,
         "training": config.to_dict(),
         "validation": {
-            "protocol": (
-                "story-disjoint: stories are connected components of related (headline, body) "
-                "pairs; 20% of stories are held out; validation = pairs whose headline is in a "
-                "held-out story; training = pairs whose headline and body are both in kept "
-                "stories; vocabulary, IDF, the wording model and both stages are fitted on the "
-                "training side only, and the augmentations (hard negatives, short versions) are "
-                "built from the training side only. Figures are on the unaugmented validation "
-                "pairs. Tree settings, the related threshold and the short versions were chosen "
-                "on split seed 0, the word hard negatives on split 0 and the probe texts. The "
-                "class weight power, the wording model and the contrast features were chosen on "
-                "the mean of seeds 0-2; seeds 3 and 4 were added afterwards as a check and did "
-                "not change the choice. The character hard negatives were added because of probe "
-                "misses and kept because no split changed beyond split-to-split differences. "
-                "After these choices a review corrected the contrast feature *_presence_differs "
-                "(it repeated the capped difference instead of comparing presence); the figures "
-                "are those of the corrected model. Tried and dropped on splits 0-2: stage 2 "
-                "without the short versions, an average of 5 boosted models on subsamples of "
-                "stories, a wording model on word unigrams and bigrams, a second one on the "
-                "sentences nearest the claim (all lowered disagree F1), and two features of the "
-                "terms the claim itself negates (no change beyond noise). "
-                "Stage 2 as the mean of the boosted trees and 5 small networks was chosen last, on "
-                "the mean of seeds 0-4, against the trees alone: every variant of it tried (1, 3 or 5"
-                " networks, weights 2:1 and 1:2, 16 or 64 hidden units, 10 times the L2 penalty) "
-                "raised mean disagree F1, from 0.345 to between 0.352 and 0.390, and the one shipped "
-                "keeps the networks' existing settings and equal weights for the two families rather "
-                "than the best of them. Tried and dropped at that step on seeds 0-4: the trees with "
-                "400 rounds or depth 4 or 6, a logistic regression or a single network instead of the"
-                " trees, the trees averaged with a logistic regression, and the wording model's "
-                "scores of the claim itself, or a second wording model fitted on the claims (all "
-                "lowered mean disagree F1). "
-                "Tried and dropped after model 3.0.0, on seeds 0-9 with the trees alone: three "
-                "features of a learned polarity of the claim and of the text (two logistic "
-                "regressions fitted in turn so that their product tells agree from disagree), which "
-                "raised disagree F1 by 0.014 on seeds 0-4 and 0.003 on seeds 5-9 but lowered the "
-                "FNC score on both, and sample weights that damp the largest stories (no gain). "
-                "Every split here was looked at during development, so their mean is optimistic: "
-                "`discourse validate` runs the same protocol on other story splits, and ten more "
-                "(seeds 5-9, drawn after the last choice and run with models 3.0.0 and 3.1.0, and "
-                "10-14, drawn and run once with model 3.1.0) gave lower figures, disagree F1 most "
-                "of all: 0.291 over the ten with model 3.1.0 (the README has them). "
-                "The FNC-1 competition test set was never seen. "
-                "Model 3.1.0 is the recipe of 3.0.0 with every fit on one thread, in parallel "
-                "processes: the logistic regressions' sums depended on the number of threads, so "
-                "the arrays depended on the number of cores; the figures moved by at most 0.13 in "
-                "FNC score, 0.001 in macro-F1 and 0.004 in disagree F1. "
-                "Model 4.0.0 is the recipe of 3.1.0 on normalised text (one normalisation for "
-                "training and scoring: Unicode compatibility forms, invisible characters, "
-                "typographic punctuation, look-alike letters, URLs and e-mail addresses), with "
-                "term frequency saturating as in BM25 (k = 1.2) instead of 1 + log(tf), keyword "
-                "lists weighted 0.1 and repeated sentences counted once; no setting was tuned for it."
-            ),
-            "splits": validations,
-            "mean": _mean_report(validations),
+            "protocol": load_protocol(),
+            **validation_section,
         },
         "probes": probes,
+        "narrative": narrative,
         "limits": [
-            "Trained on English news (2014-2015 rumours and their coverage); other languages, "
-            "genres and long opinion pieces are outside the training distribution.",
+            "Trained on English news (FNC-1: 2014-2015 rumours and their coverage) and readers' "
+            "comments on New York Times debate topics (ARC); other languages and genres (official "
+            "statements, fact sheets, long opinion pieces) are outside the training distribution.",
+            "On debate claims never seen (ARC claims held out) the model tells related from "
+            "unrelated comments but barely tells agree from disagree, and almost never finds "
+            "discuss: without the claim's own polarity, word features see the same vocabulary on "
+            "both sides of a debate (see the per-domain figures).",
             "FNC-1 pairs a one-line headline with a whole article; in the service a reference's "
             "claims play the headline and the submitted text plays the article, so very short "
             "texts are judged on little evidence (the service warns below 8 words).",
@@ -314,7 +416,7 @@ def train(
             "A text that shares a claim's words or word parts without being about it (IT "
             "'security architecture', 'secure') can be judged related; its low similarity to the "
             "whole reference is the better signal there.",
-            "Scores are not calibrated probabilities outside the FNC-1 distribution.",
+            "Scores are not calibrated probabilities outside the FNC-1 and ARC distributions.",
         ],
         "libraries": library_versions(),
         "files": {name: sha256_of(out_dir / name) for name in (ENCODER_FILE, ARRAYS_FILE)},
@@ -325,13 +427,48 @@ def train(
     return card
 
 
+def _data_section(pairs: PairSet, domains: Sequence[str], corpora: Sequence[tuple[str, Path]]) -> dict:
+    """The card's account of the training data: every corpus with its provenance, licence and files."""
+    row_domain = [domain_of_body(b, domains) for b in pairs.body_ids]
+    entries = []
+    for name, directory in corpora:
+        rows = [i for i, d in enumerate(row_domain) if d == name]
+        stances = [pairs.stances[i] for i in rows]
+        entries.append(
+            {
+                "domain": name,
+                **CORPUS_FACTS[name],
+                "files": {f: sha256_of(directory / f) for f in (STANCES_FILE, BODIES_FILE)},
+                "pairs": len(rows),
+                "bodies": sum(domain_of_body(b, domains) == name for b in pairs.bodies),
+                "label_counts": {s: stances.count(s) for s in STANCE_LABELS},
+            }
+        )
+    return {
+        "corpora": entries,
+        "pairs": len(pairs),
+        "bodies": len(pairs.bodies),
+        "label_counts": {s: pairs.stances.count(s) for s in STANCE_LABELS},
+    }
+
+
 def _mean_report(reports: list[dict]) -> dict:
     keys = ("fnc_score", "macro_f1", "accuracy", "similarity_roc_auc", "related_roc_auc")
-    mean = {k: round(float(np.mean([r[k] for r in reports])), 4) for k in keys}
+    mean = {
+        k: round(float(np.mean([r[k] for r in reports if r[k] is not None])), 4)
+        if any(r[k] is not None for r in reports)
+        else None
+        for k in keys
+    }
     mean["f1"] = {
         label: round(float(np.mean([r["per_class"][label]["f1"] for r in reports])), 4)
         for label in STANCE_LABELS
     }
+    if all("domains" in r for r in reports) and reports:
+        mean["domains"] = {
+            name: _mean_report([r["domains"][name] for r in reports if name in r["domains"]])
+            for name in reports[0]["domains"]
+        }
     return mean
 
 
@@ -346,6 +483,19 @@ def evaluate(model: LoadedModel, stances_path: Path, bodies_path: Path) -> dict:
 
 def evaluate_narrative(
     model: LoadedModel, seeds_dir: Path, passages_path: Path, reference_id: str | None = None
+) -> dict:
+    """:func:`narrative_report` of a loaded model, with its id and version."""
+    report = narrative_report(model.encoder, model.stance, seeds_dir, passages_path, reference_id)
+    report["model"] = {"id": model.model_id, "version": model.version}
+    return report
+
+
+def narrative_report(
+    encoder: TextEncoder,
+    stance: StanceModel,
+    seeds_dir: Path,
+    passages_path: Path,
+    reference_id: str | None = None,
 ) -> dict:
     """Figures on labelled passages scored against a reference, as the service scores them.
 
@@ -376,8 +526,8 @@ def evaluate_narrative(
                 )
             passages.append(item)
     references, default_id = load_reference_directory(seeds_dir)
-    prepared = {r.id: prepare_reference(r, model.encoder) for r in references}
-    scorer = Scorer(model.encoder, model.stance, prepared, default_id)
+    prepared = {r.id: prepare_reference(r, encoder) for r in references}
+    scorer = Scorer(encoder, stance, prepared, default_id)
     results = scorer.score([p["text"] for p in passages], reference_id=reference_id)
     truth = [p["label"] for p in passages]
     predicted = [r.stance.label if r.stance is not None else "unrelated" for r in results]
@@ -403,7 +553,6 @@ def evaluate_narrative(
         if label != p["label"]
     ]
     report["reference"] = scorer.reference(reference_id).id
-    report["model"] = {"id": model.model_id, "version": model.version}
     return report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -83,29 +84,8 @@ class TrainingConfig:
             raise ValueError(f"trees_weight must lie strictly between 0 and 1, not {self.trees_weight!r}")
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form."""
-        return {
-            "encoder": self.encoder.to_dict(),
-            "relatedness_c": self.relatedness_c,
-            "stance_kind": self.stance_kind,
-            "mlp_members": self.mlp_members,
-            "trees_weight": self.trees_weight,
-            "trees_rounds": self.trees_rounds,
-            "trees_depth": self.trees_depth,
-            "trees_learning_rate": self.trees_learning_rate,
-            "trees_l2": self.trees_l2,
-            "stance_c": self.stance_c,
-            "stance_hidden": self.stance_hidden,
-            "stance_alpha": self.stance_alpha,
-            "class_weight_power": self.class_weight_power,
-            "wording_c": self.wording_c,
-            "wording_folds": self.wording_folds,
-            "related_threshold": self.related_threshold,
-            "short_versions": self.short_versions,
-            "hard_negatives_per_headline": self.hard_negatives_per_headline,
-            "char_hard_negatives_per_headline": self.char_hard_negatives_per_headline,
-            "seed": self.seed,
-        }
+        """JSON-serialisable form: every field in definition order, the encoder's as its own form."""
+        return {**dataclasses.asdict(self), "encoder": self.encoder.to_dict()}
 
 
 Progress = Callable[[str], None]
