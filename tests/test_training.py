@@ -565,3 +565,9 @@ def test_the_trained_artifact_loads_and_describes_itself(tmp_path: Path) -> None
     assert "Emergent" in card["data"]["corpora"][0]["provenance"] and card["data"]["corpora"][0]["licence"]
     assert card["narrative"]["pairs"] == 114
     assert "## Narrative development set" in markdown and "Licence: " in markdown
+
+
+def test_pairs_without_a_stance_column_have_no_labels_to_train_on() -> None:
+    assert PairSet(["h"], ["1"], {"1": "x"}, ["agree"]).labels == ["agree"]
+    with pytest.raises(DataFormatError, match="no Stance column"):
+        _ = PairSet(["h"], ["1"], {"1": "x"}, None).labels

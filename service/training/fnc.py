@@ -43,6 +43,13 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.headlines)
 
+    @property
+    def labels(self) -> list[str]:
+        """The stances, for a labelled file; raises :class:`DataFormatError` for one without."""
+        if self.stances is None:
+            raise DataFormatError("these pairs have no Stance column: training and evaluation need one")
+        return self.stances
+
     def subset(self, rows: Sequence[int]) -> PairSet:
         """The pairs at ``rows``, keeping only the bodies they use."""
         body_ids = [self.body_ids[i] for i in rows]

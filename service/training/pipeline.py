@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -167,7 +168,7 @@ def validate_on_split(
     train = augment(train, encoder, config)
     model = fit_model(encoder, train, config)
     predictions = predict_pairs(encoder, model, validation)
-    report = _held_out_report(validation.stances, predictions)
+    report = _held_out_report(validation.labels, predictions)
     if len(domains) > 1:
         row_domain = [domain_of_body(b, domains) for b in validation.body_ids]
         report["domains"] = {}
@@ -179,7 +180,7 @@ def validate_on_split(
                     predictions.probabilities[rows],
                     predictions.similarity[rows],
                 )
-                report["domains"][name] = _held_out_report([validation.stances[i] for i in rows], part)
+                report["domains"][name] = _held_out_report([validation.labels[i] for i in rows], part)
     if train_domain is not None:
         report["train_domain"] = train_domain
     report["split_seed"] = seed
@@ -224,7 +225,9 @@ def _validation_tasks(
     seeds: Sequence[int],
     cross_domain_seeds: Sequence[int],
 ) -> list[Callable[[], dict]]:
-    tasks = [partial(validate_on_split, pairs, config, seed, tuple(domains)) for seed in seeds]
+    tasks: list[Callable[[], dict]] = [
+        partial(validate_on_split, pairs, config, seed, tuple(domains)) for seed in seeds
+    ]
     if len(domains) > 1:
         tasks += [
             partial(validate_on_split, pairs, config, seed, tuple(domains), name)
@@ -349,6 +352,7 @@ def train(
         if index == 0:
             progress("final model fitted on all training pairs")
         else:
+            assert isinstance(result, dict)  # every task after the first is a validation report
             _report_split(result, progress)
 
     # The final model first: it is the largest task, so it should not start last.
@@ -364,7 +368,8 @@ def train(
         + " (the final model's progress shows when it is done)"
     )
     (encoder, model), *validations = run_tasks(tasks, jobs, on_done)
-    validation_section = _validation_section(validations, len(VALIDATION_SEEDS))
+    # Every task after the final model's returns a validation report (see _validation_tasks).
+    validation_section = _validation_section(cast(list[dict], validations), len(VALIDATION_SEEDS))
     with threadpool_limits(limits=1):  # like every other fit here, so the card does not vary
         probes = run_probes(encoder, model, seeds_dir)
     progress(f"probes: {probes['label_matches']}/{probes['texts']} labels as a reader expects")
@@ -433,7 +438,7 @@ def _data_section(pairs: PairSet, domains: Sequence[str], corpora: Sequence[tupl
     entries = []
     for name, directory in corpora:
         rows = [i for i, d in enumerate(row_domain) if d == name]
-        stances = [pairs.stances[i] for i in rows]
+        stances = [pairs.labels[i] for i in rows]
         entries.append(
             {
                 "domain": name,
@@ -448,13 +453,13 @@ def _data_section(pairs: PairSet, domains: Sequence[str], corpora: Sequence[tupl
         "corpora": entries,
         "pairs": len(pairs),
         "bodies": len(pairs.bodies),
-        "label_counts": {s: pairs.stances.count(s) for s in STANCE_LABELS},
+        "label_counts": {s: pairs.labels.count(s) for s in STANCE_LABELS},
     }
 
 
 def _mean_report(reports: list[dict]) -> dict:
     keys = ("fnc_score", "macro_f1", "accuracy", "similarity_roc_auc", "related_roc_auc")
-    mean = {
+    mean: dict[str, Any] = {
         k: round(float(np.mean([r[k] for r in reports if r[k] is not None])), 4)
         if any(r[k] is not None for r in reports)
         else None
@@ -476,7 +481,7 @@ def evaluate(model: LoadedModel, stances_path: Path, bodies_path: Path) -> dict:
     """FNC score, accuracy, per-class F1, macro-F1 and confusion matrix on a labelled file pair."""
     pairs = read_pairs(stances_path, bodies_path, require_labels=True)
     predictions = predict_pairs(model.encoder, model.stance, pairs)
-    report = evaluation_report(pairs.stances, predictions.labels)
+    report = evaluation_report(pairs.labels, predictions.labels)
     report["model"] = {"id": model.model_id, "version": model.version}
     return report
 

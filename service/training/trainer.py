@@ -233,7 +233,7 @@ def fit_model(
     features[:, WORDING_COLUMNS] = out_of_fold
     if progress:
         progress("wording model fitted")
-    return fit_stance_model(features, pairs.stances, config, wording, progress)
+    return fit_stance_model(features, pairs.labels, config, wording, progress)
 
 
 def fit_wording_model(
@@ -247,7 +247,7 @@ def fit_wording_model(
     final model, as nothing reads them: stage 1 sees only
     :data:`RELATEDNESS_FEATURES`, stage 2 only related rows.
     """
-    y = as_label_indices(pairs.stances)
+    y = as_label_indices(pairs.labels)
     related = np.flatnonzero(y != STANCE_LABELS.index("unrelated"))
     body_ids = list(dict.fromkeys(pairs.body_ids))
     body_row = {b: i for i, b in enumerate(body_ids)}
