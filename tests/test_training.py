@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -571,3 +572,16 @@ def test_pairs_without_a_stance_column_have_no_labels_to_train_on() -> None:
     assert PairSet(["h"], ["1"], {"1": "x"}, ["agree"]).labels == ["agree"]
     with pytest.raises(DataFormatError, match="no Stance column"):
         _ = PairSet(["h"], ["1"], {"1": "x"}, None).labels
+
+
+def test_the_shipped_model_card_is_the_rendering_of_the_shipped_card_json() -> None:
+    # The Jinja2 layout and the figures in card.json make MODEL_CARD.md; neither is edited by hand.
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text(encoding="utf-8"))
+    assert render_model_card(card) == (DEFAULT_MODEL_DIR / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
+
+
+def test_a_card_without_a_field_the_layout_needs_is_an_error_naming_it() -> None:
+    card = json.loads((DEFAULT_MODEL_DIR / CARD_FILE).read_text(encoding="utf-8"))
+    del card["probes"]["reference"]
+    with pytest.raises(jinja2.UndefinedError, match="reference"):
+        render_model_card(card)

@@ -2,148 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+
+import jinja2
 import numpy as np
 
 from service.domain.stance import STANCE_LABELS
 
+TEMPLATE = "model_card.md.j2"
+"""The card's layout, a Jinja2 template beside this module (package data)."""
+
 
 def render_model_card(card: dict) -> str:
-    """Markdown for people; every figure comes from ``card`` (nothing is typed in by hand)."""
-    validation = card["validation"]
-    lines = [
-        f"# Model card: {card['id']} {card['version']}",
-        "",
-        f"Task: {card['task']}. Labels: {', '.join(card['labels'])}.",
-        f"Trained by `{card['trained_by']}` (artifact format {card['format_version']}), with "
-        + ", ".join(f"{k} {v}" for k, v in sorted(card["libraries"].items()))
-        + ".",
-        "",
-        "## Data",
-        "",
-        f"{card['data']['pairs']} pairs, {card['data']['bodies']} bodies "
-        f"({', '.join(f'{k} {v}' for k, v in card['data']['label_counts'].items())}), from:",
-        "",
-        *(line for corpus in card["data"]["corpora"] for line in _corpus_lines(corpus)),
-        "## Model",
-        "",
-        "Two stages over pair features of (claim, text):",
-        f"1. related vs unrelated: logistic regression on {', '.join(card['relatedness_features'])};",
-        f"2. agree / disagree / discuss on related pairs: {_describe_stance_stage(card['training'])} "
-        f"on all {len(card['features'])} features, with class weights (balanced weight) ** "
-        f"{card['training']['class_weight_power']}.",
-        "",
-        "Three of the features (`wording_*`) come from the wording model: a logistic regression "
-        "(C = " + str(card["training"]["wording_c"]) + ", balanced class weights) on the text's "
-        "word TF-IDF vector alone, fitted on the related training pairs. Stage 2 is trained on its "
-        f"out-of-fold scores ({card['training']['wording_folds']} folds that never split a story).",
-        f"A pair is unrelated when P(related) < {card['training']['related_threshold']}; otherwise "
-        "it takes the most probable related label. Vocabulary "
-        f"({card['vocabulary_terms']} terms) and IDF are fitted on the training texts only.",
-        "",
-        "Features: " + ", ".join(f"`{f}`" for f in card["features"]) + ".",
-        "",
-        "## Validation",
-        "",
-        validation["protocol"],
-        "",
-        *validation_table(validation),
-    ]
-    lines += [
-        "",
-        "Training pairs per split (every pair that touches a held-out story dropped; with the hard "
-        "negatives and short versions added): "
-        + ", ".join(
-            f"split {r['split_seed']}"
-            + (f" ({r['train_domain']} only)" if "train_domain" in r else "")
-            + f": {r['train_pairs']} (validation {r['validation_pairs']})"
-            for r in validation["splits"] + validation.get("cross_domain", [])
-        )
-        + ".",
-    ]
-    probes = card["probes"]
-    lines += [
-        "",
-        "## Probe texts on the default reference",
-        "",
-        f"{probes['texts']} short texts written for this project (`service/training/probes.toml`), "
-        f"scored against `{probes['reference']}`: the label matches a reader's in "
-        f"{probes['label_matches']} of {probes['texts']}; related vs unrelated matches in "
-        f"{probes['related_vs_unrelated_matches']} of {probes['texts']}.",
-        "",
-        "| probe | expected | model | related | similarity |",
-        "| --- | --- | --- | --- | --- |",
-        *(
-            f"| {r['id']} | {r['expected']} | {r['label']} | {r['related']} | {r['similarity']} |"
-            for r in probes["results"]
-        ),
-        "",
-        *_narrative_lines(card.get("narrative")),
-        "## Known limits",
-        "",
-        *(f"- {limit}" for limit in card["limits"]),
-        "",
-        "## Files",
-        "",
-        "| file | sha256 |",
-        "| --- | --- |",
-        *(f"| {name} | `{digest}` |" for name, digest in sorted(card["files"].items())),
-        "",
-        "Checked at every load: a missing or altered file stops the service from starting.",
-        "",
-    ]
-    return "\n".join(lines)
+    """Markdown for people; every figure comes from ``card`` (nothing is typed in by hand).
+
+    The layout is the Jinja2 template :data:`TEMPLATE`; the parts computed from several
+    fields (the stage-2 learner in words, the validation tables) come from the functions here.
+    Raises ``jinja2.UndefinedError`` naming the field when ``card`` lacks one the layout needs.
+    """
+    return _template().render(
+        card=card,
+        labels=STANCE_LABELS,
+        stance_stage=_describe_stance_stage(card["training"]),
+        validation_lines=validation_table(card["validation"]),
+        key_values=_key_values,
+    )
 
 
-def _narrative_lines(narrative: dict | None) -> list[str]:
-    """The narrative development set's figures (nothing when the card has none)."""
-    if not narrative:
-        return []
-    per_class = narrative["per_class"]
-    lines = [
-        "## Narrative development set",
-        "",
-        f"{narrative['pairs']} real passages about the seed article's subject "
-        "(`tests/data/narrative/passages.jsonl`, labelled by its `GUIDELINE.md`; measured, never "
-        f"trained or tuned on), scored against `{narrative['reference']}` as the service scores "
-        f"them: 4-way macro-F1 {narrative['macro_f1']}, accuracy {narrative['accuracy']}, "
-        f"related-vs-unrelated accuracy {narrative['related_accuracy']}, similarity ROC-AUC "
-        f"{narrative.get('similarity_roc_auc')}; F1 "
-        + ", ".join(f"{label} {per_class[label]['f1']}" for label in STANCE_LABELS)
-        + ".",
-        "",
-        "| true \\ predicted | " + " | ".join(STANCE_LABELS) + " |",
-        "| --- | " + " | ".join(["---"] * len(STANCE_LABELS)) + " |",
-        *(
-            f"| {label} | " + " | ".join(str(v) for v in values) + " |"
-            for label, values in zip(STANCE_LABELS, narrative["confusion"]["matrix"], strict=True)
-        ),
-        "",
-        "Accuracy by genre: "
-        + ", ".join(
-            f"{genre} {g['accuracy']} ({g['passages']})"
-            for genre, g in narrative["accuracy_by_genre"].items()
-        )
-        + ".",
-        "",
-    ]
-    return lines
+@cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        # Markdown, not HTML: nothing to escape. Block tags take their line with them.
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    source = resources.files("service.training").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    return environment.from_string(source)
 
 
-def _corpus_lines(corpus: dict) -> list[str]:
-    return [
-        f"### {corpus['domain']}: {corpus['name']}",
-        "",
-        f"{corpus['pairs']} pairs, {corpus['bodies']} bodies "
-        f"({', '.join(f'{k} {v}' for k, v in corpus['label_counts'].items())}).",
-        f"Provenance: {corpus['provenance']}.",
-        f"Licence: {corpus['licence']}.",
-        f"Held out: {corpus['held_out']}.",
-        "",
-        "| file | sha256 |",
-        "| --- | --- |",
-        *(f"| {name} | `{digest}` |" for name, digest in sorted(corpus["files"].items())),
-        "",
-    ]
+def _key_values(items: Iterable[tuple[object, object]]) -> str:
+    """``"k1 v1, k2 v2"`` in the given order."""
+    return ", ".join(f"{k} {v}" for k, v in items)
 
 
 def validation_table(validation: dict) -> list[str]:
