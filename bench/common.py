@@ -237,6 +237,8 @@ class PeerProcess:
 # The one launcher of a real server, shared with the tests (tests/server.py).
 free_port = _server.free_port
 procfile_command = _server.procfile_command
+serve_script_env = _server.serve_script_env
+wait_for_cpu = _server.wait_for_cpu
 Server = _server.Server
 launch_server = _server.run_server
 """The launcher itself; :func:`run_server` is it with the benchmarks' settings."""

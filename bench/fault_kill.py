@@ -30,7 +30,6 @@ Exit status 0 when every check passed, 1 otherwise; ``--json FILE`` writes the s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -42,11 +41,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import wait_for_cpu
 from load_soak import (
     Outcome,
     Recorder,
@@ -109,30 +108,6 @@ TRANSPORT_ERRORS = frozenset(
 """How ``http.client`` reports a connection its server process died on."""
 
 
-def worker_serving(server: Server, client_port: int, timeout: float = 10.0) -> psutil.Process:
-    """The worker holding the connection from ``client_port``, once one has accepted it.
-
-    Found from the workers' own sockets, not from who looks busy: on a loaded machine the
-    worker scoring the heavy batch need not be the one using the most CPU.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for worker in server.workers():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if any(c.raddr and c.raddr.port == client_port for c in worker.net_connections("tcp")):
-                    return worker
-        time.sleep(0.02)
-    raise SystemExit(f"no worker accepted the heavy request's connection (port {client_port})")
-
-
-def wait_for_cpu(process: psutil.Process, seconds: float, timeout: float = 5.0) -> None:
-    """Return once ``process`` has used ``seconds`` of CPU from now, or after ``timeout``."""
-    start = sum(process.cpu_times()[:2])
-    deadline = time.monotonic() + timeout
-    while sum(process.cpu_times()[:2]) - start < seconds and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 def kill_and_recover(server: Server, workers: int, origin: float, limit: float) -> Kill:
     """SIGKILL the worker busy with a heavy request; wait until it is replaced and requests succeed.
 
@@ -155,7 +130,7 @@ def kill_and_recover(server: Server, workers: int, origin: float, limit: float) 
 
     heavy = threading.Thread(target=send_heavy)
     heavy.start()
-    victim = worker_serving(server, client_port)
+    victim = server.worker_serving(client_port)
     wait_for_cpu(victim, seconds=0.3)  # scoring, not only reading the body
     before = {w.pid for w in server.workers()}
     kill = Kill(pid=victim.pid, at=time.monotonic() - origin)

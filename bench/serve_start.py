@@ -25,7 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, free_port, machine_info, median, procfile_command
+from common import REPO, free_port, machine_info, median, procfile_command, serve_script_env
 
 
 def time_to_livez(command: list[str], env: dict[str, str], port: int, timeout: float = 120.0) -> float:
@@ -55,7 +55,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCOURSE_", "PROMETHEUS_"))}
     results: dict[str, list[float]] = {"serve.sh": [], "procfile command": []}
     for _ in range(args.runs):
         for name, command in (
@@ -63,14 +62,7 @@ def main() -> None:
             ("procfile command", procfile_command()),
         ):
             port = free_port()
-            env = {
-                **base,
-                "PORT": str(port),
-                "WEB_CONCURRENCY": "1",
-                "DISCOURSE_HOST": "127.0.0.1",
-                "DISCOURSE_DRAIN_SECONDS": "0",
-            }
-            results[name].append(round(time_to_livez(command, env, port), 2))
+            results[name].append(round(time_to_livez(command, serve_script_env(port), port), 2))
     print(
         json.dumps(
             {

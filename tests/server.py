@@ -34,6 +34,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_script_env(port: int) -> dict[str, str]:
+    """The environment a new user's ``bash scripts/serve.sh`` starts with here: this process's,
+    without any ``DISCOURSE_*`` or ``PROMETHEUS_*`` setting, one worker on 127.0.0.1:``port``
+    and no drain period (so a stop is immediate)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCOURSE_", "PROMETHEUS_"))},
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "DISCOURSE_HOST": HOST,
+        "DISCOURSE_DRAIN_SECONDS": "0",
+    }
+
+
 def procfile_command(repo: Path = PROJECT_ROOT) -> list[str]:
     """The ``web:`` command of ``repo``'s Procfile, its program taken from this interpreter's venv."""
     for line in (repo / "Procfile").read_text().splitlines():
@@ -99,6 +112,34 @@ class Server:
             return psutil.Process(self.process.pid).children()
         except psutil.NoSuchProcess:
             return []
+
+    def worker_serving(self, client_port: int, timeout: float = 10.0) -> Any:
+        """The worker (``psutil.Process``) holding the connection from ``client_port``, once one
+        has accepted it.
+
+        Found from the workers' own sockets, not from which looks busiest: on a loaded machine
+        the worker scoring a heavy request need not be the one using the most CPU. Raises
+        :class:`AssertionError` if no worker holds it within ``timeout`` seconds.
+        """
+        import psutil
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for worker in self.workers():
+                with suppress(psutil.NoSuchProcess):
+                    if any(c.raddr and c.raddr.port == client_port for c in worker.net_connections("tcp")):
+                        return worker
+            time.sleep(0.02)
+        raise AssertionError(f"no worker accepted the connection from port {client_port}")
+
+
+def wait_for_cpu(process: Any, seconds: float, timeout: float = 5.0) -> None:
+    """Return once ``process`` (a ``psutil.Process``) has used ``seconds`` of CPU from now, or
+    after ``timeout`` seconds."""
+    start = sum(process.cpu_times()[:2])
+    deadline = time.monotonic() + timeout
+    while sum(process.cpu_times()[:2]) - start < seconds and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @contextmanager

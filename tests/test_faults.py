@@ -30,13 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR, PROJECT_ROOT
 from tests.conftest import GunicornServer
-from tests.server import free_port, procfile_command
+from tests.server import free_port, procfile_command, wait_for_cpu
 
 # No rate limit (one client address sends everything), no drain (a quick stop),
 # no worker recycling (so that a new worker pid means a replaced, killed one).
@@ -296,31 +295,6 @@ def open_connection(server: GunicornServer) -> tuple[http.client.HTTPConnection,
     return connection, connection.sock.getsockname()[1]
 
 
-def worker_serving(server: GunicornServer, client_port: int, timeout: float = 10.0) -> int:
-    """The pid of the worker holding the connection from ``client_port``, once one has accepted it.
-
-    Found from the worker's own sockets, not from who looks busy: on a loaded machine the
-    worker scoring a heavy batch need not be the one using the most CPU.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for worker in psutil.Process(server.process.pid).children():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if any(c.raddr and c.raddr.port == client_port for c in worker.net_connections("tcp")):
-                    return worker.pid
-        time.sleep(0.02)
-    raise AssertionError(f"no worker accepted the connection from port {client_port}")
-
-
-def wait_for_cpu(pid: int, seconds: float, timeout: float = 5.0) -> None:
-    """Return once process ``pid`` has used ``seconds`` of CPU from now, or after ``timeout``."""
-    process = psutil.Process(pid)
-    start = sum(process.cpu_times()[:2])
-    deadline = time.monotonic() + timeout
-    while sum(process.cpu_times()[:2]) - start < seconds and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 def post_on(connection: http.client.HTTPConnection, body: dict) -> Sent:
     """POST ``body`` on an open connection: a :class:`Sent` with the status, or the transport error."""
     started = time.monotonic()
@@ -350,8 +324,9 @@ def test_a_killed_worker_costs_only_its_requests_in_flight(gunicorn) -> None:
         thread = threading.Thread(target=send_heavy)
         time.sleep(1.0)
         thread.start()
-        busiest = worker_serving(server, client_port)
-        wait_for_cpu(busiest, seconds=0.3)  # scoring, not only reading the body
+        victim = server.worker_serving(client_port)
+        wait_for_cpu(victim, seconds=0.3)  # scoring, not only reading the body
+        busiest = victim.pid
         killed_at = time.monotonic()
         os.kill(busiest, signal.SIGKILL)
         recovered_at = None

@@ -9,7 +9,6 @@ anyway, so no install was attempted.
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import signal
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from service.config import PROJECT_ROOT
-from tests.server import free_port
+from tests.server import free_port, serve_script_env
 
 STAMP = PROJECT_ROOT / ".venv" / ".serve-stamp"
 
@@ -37,11 +36,7 @@ def test_serve_starts_without_installing_when_up_to_date(tmp_path: Path) -> None
     STAMP.write_text(f"{digest} {platform.python_version()}\n")
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCOURSE_", "PROMETHEUS_"))},
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "DISCOURSE_HOST": "127.0.0.1",
-        "DISCOURSE_DRAIN_SECONDS": "0",
+        **serve_script_env(port),
         "TMPDIR": str(tmp_path),
         # Any pip install would fail: no index reachable.
         "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
