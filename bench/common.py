@@ -136,6 +136,7 @@ OPTIMISED_FILES = (
     "service/domain/evidence.py",
     "service/domain/scorer.py",
     "service/domain/stance.py",
+    "service/domain/text.py",
 )
 
 

@@ -14,7 +14,7 @@ time and in batches of several sizes, with ``explain`` off and on. It writes
 ``python bench/equivalence.py compare A.json B.json`` reports the first differences
 and exits 1 if there are any. ``python bench/equivalence.py check [--rev REV]`` does
 both: it dumps with the optimised modules (encoding, pair_features, evidence,
-scorer, stance) as they were at ``REV`` (default: HEAD, so that it checks uncommitted
+scorer, stance, text) as they were at ``REV`` (default: HEAD, so that it checks uncommitted
 work) over the current tree, dumps with the working tree, and compares;
 identical dumps mean identical outputs. The baseline side also takes ``models/``
 and the artifact loader from ``REV``, so outputs can only be identical from the

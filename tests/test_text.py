@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.config import PROJECT_ROOT
-from service.domain.text import Span, split_sentences, tokenize
+from service.domain.text import Span, sentence_pieces, split_sentences, tokenize
 
 
 def assert_spans_point_into(text: str, spans: list[Span]) -> None:
@@ -103,3 +106,62 @@ def test_tokenize_lowercases_and_keeps_words_of_two_or_more_characters() -> None
         "plan",
         "think",
     ]
+
+
+# The sentence rule read literally, one separator at a time (the shipped splitter works over all
+# pieces at once so that a text of a thousand empty sentences costs no Python call each).
+_END = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+|\n\s*\n")
+
+
+def _sentences_one_by_one(text: str, max_chars: int) -> list[tuple[int, int, str]]:
+    spans: list[tuple[int, int, str]] = []
+
+    def add(start: int, end: int) -> None:
+        while start < end:
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            if start >= end:
+                return
+            if end - start <= max_chars:
+                spans.append((start, end, text[start:end]))
+                return
+            cut = text.rfind(" ", start + 1, start + max_chars)
+            cut = cut if cut > start else start + max_chars
+            piece_end = cut
+            while piece_end > start and text[piece_end - 1].isspace():
+                piece_end -= 1
+            spans.append((start, piece_end, text[start:piece_end]))
+            start = cut
+
+    start = 0
+    for match in _END.finditer(text):
+        add(start, match.start() if match.group(1) is None else match.end(1))
+        start = match.end()
+    add(start, len(text))
+    return spans
+
+
+_PIECES = st.sampled_from(
+    ["ab", "x", "Word", "İx", " ", "  ", "\t", "\n", "\n\n", " \n \n", ".", "!", "?", "...", '"', "'", ")",
+     "]", "\u201d", "\u2019", "\u00a0", "\u2028", "\u3000", "é", "ǅ", "z" * 25]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=80).map("".join), st.sampled_from([1, 4, 12, 40, 600]))
+def test_sentence_splitting_follows_the_rule_read_one_separator_at_a_time(text: str, max_chars: int) -> None:
+    expected = _sentences_one_by_one(text, max_chars)
+    starts, ends, texts = sentence_pieces(text, max_chars)
+    assert list(zip(starts, ends, texts, strict=True)) == expected
+    assert [(s.start, s.end, s.text) for s in split_sentences(text, max_chars)] == expected
+
+
+def test_a_thousand_empty_sentences_are_a_thousand_pieces() -> None:
+    """Wordless sentences stay sentences (their characters are hashed), each with its offsets."""
+    text = "ab. " + ". " * 1000 + "cd ef!"
+    starts, ends, texts = sentence_pieces(text)
+    assert len(texts) == 1002
+    assert texts[0] == "ab." and texts[-1] == "cd ef!" and set(texts[1:-1]) == {"."}
+    assert all(text[s:e] == t for s, e, t in zip(starts, ends, texts, strict=True))

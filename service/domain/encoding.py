@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import compress
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +37,7 @@ from service.domain.sparse_rows import (
     summing_matrix,
     weighted_shares,
 )
-from service.domain.text import WORD_PATTERN, Span, split_sentences
+from service.domain.text import WORD_PATTERN, Span, sentence_pieces
 from service.domain.vectors import EncodedTexts, blend_cosines, cross
 from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
 
@@ -293,35 +294,33 @@ class TextEncoder:
         for i, item in enumerate(normalized):
             if i % 16 == 0:
                 checkpoint()
-            kept_spans: list[Span] = []
-            text_tokens = 0
             text = item.text
             # A text without a single word has no sentence to keep: not splitting it spares the
             # cost of up to one span per two characters (". . . ." is all sentence ends); its
             # characters are hashed as one piece.
-            spans = split_sentences(text, cfg.max_sentence_chars) if WORD_PATTERN.search(text) else []
-            if not spans and not text.isspace() and text and not counter.over:
-                char_texts.append(text)
-                char_owner.append(i)
-                char_sentence.append(-1)
-            for rank, span in enumerate(spans):
-                words = WORD_PATTERN.findall(span.text.lower())
-                if counter.over:  # only counting from here on: the call will be refused
-                    text_tokens += len(words)
-                    kept_spans += [span] if words else []
-                    continue
-                char_texts.append(span.text)
-                char_owner.append(i)
-                char_sentence.append(len(tokens_per_sentence) if words else -1)
-                if not words:
-                    continue
-                text_tokens += len(words)
-                kept_spans.append(span)
-                token_ids.extend([lookup(tok, unknown) for tok in words])
-                tokens_per_sentence.append(len(words))
-                sentence_owner.append(i)
-                sentence_rank.append(rank)
-            counter.add_text(i, len(kept_spans), text_tokens)
+            if WORD_PATTERN.search(text):
+                starts, ends, pieces = sentence_pieces(text, cfg.max_sentence_chars)
+            else:
+                starts, ends, pieces = [], [], []
+            # Only the sentences with a word become Span objects and rows; the others (". . .")
+            # stay strings, hashed for their characters, so that they cost no Python call each.
+            worded = list(compress(range(len(pieces)), map(WORD_PATTERN.search, map(str.lower, pieces))))
+            words_of = [WORD_PATTERN.findall(pieces[k].lower()) for k in worded]
+            kept_spans = [Span(starts[k], ends[k], pieces[k]) for k in worded]
+            if not counter.over:  # else only counting: the call will be refused
+                if not pieces and text and not text.isspace():
+                    pieces = [text]
+                piece_sentence = [-1] * len(pieces)
+                for rank, words in zip(worded, words_of, strict=True):
+                    piece_sentence[rank] = len(tokens_per_sentence)
+                    token_ids.extend([lookup(tok, unknown) for tok in words])
+                    tokens_per_sentence.append(len(words))
+                    sentence_owner.append(i)
+                    sentence_rank.append(rank)
+                char_texts.extend(pieces)
+                char_owner.extend([i] * len(pieces))
+                char_sentence.extend(piece_sentence)
+            counter.add_text(i, len(kept_spans), sum(map(len, words_of)))
             all_sentences.append([] if counter.over else kept_spans)
         counter.raise_if_over()
         checkpoint()
