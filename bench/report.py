@@ -7,9 +7,9 @@ linear fit of time against length, numbers formatted) and draws the figures with
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,19 @@ def _grouped(n: int) -> str:
 def _mib(n_bytes: float, digits: int = 0) -> str:
     """A size in bytes as MiB with ``digits`` decimals."""
     return f"{n_bytes / MIB:.{digits}f}"
+
+
+def _strict(number_format: Callable[..., str]) -> Callable[..., str]:
+    """``number_format`` as a template filter that raises ``jinja2.UndefinedError`` naming the field
+    when given one the results lack (formatting the undefined value would be a bare ``TypeError``)."""
+
+    @functools.wraps(number_format)
+    def apply(value: Any, *args: Any) -> str:
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return number_format(value, *args)
+
+    return apply
 
 
 # -- targets ----------------------------------------------------------------------------------------
@@ -177,7 +190,7 @@ def _figures(results: dict[str, Any], docs: Path) -> dict[str, str]:
     made: dict[str, str] = {}
     growth = _section(results, "growth")
     if growth:
-        machine = "Measured on " + machine_line(_meta(results, "growth")["machine"])
+        machine = "Measured on " + machine_line(results["sections"]["growth"]["machine"])
         rows = growth["length"]
 
         def length_plot(ax: Any) -> None:
@@ -234,7 +247,7 @@ def _figures(results: dict[str, Any], docs: Path) -> dict[str, str]:
         made["references"] = "bench-references.png"
     inproc = _section(results, "inprocess")
     if inproc:
-        machine = "Measured on " + machine_line(_meta(results, "inprocess")["machine"])
+        machine = "Measured on " + machine_line(results["sections"]["inprocess"]["machine"])
         rows = inproc["rows"]
 
         def peer_plot(ax: Any) -> None:
@@ -265,8 +278,9 @@ def _figures(results: dict[str, Any], docs: Path) -> dict[str, str]:
 # -- document ---------------------------------------------------------------------------------------
 
 
-@cache
+@functools.cache
 def _template() -> jinja2.Template:
+    """:data:`TEMPLATE`, compiled once; undefined fields raise instead of rendering empty."""
     environment = jinja2.Environment(
         # Markdown, not HTML: nothing to escape. Block tags take their line with them.
         autoescape=False,
@@ -275,7 +289,8 @@ def _template() -> jinja2.Template:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    environment.filters.update(fmt=_fmt, fixed=_fixed, grouped=_grouped, mib=_mib)
+    filters: dict[str, Callable[..., str]] = {"fmt": _fmt, "fixed": _fixed, "grouped": _grouped, "mib": _mib}
+    environment.filters.update((name, _strict(number_format)) for name, number_format in filters.items())
     return environment.from_string(TEMPLATE.read_text(encoding="utf-8"))
 
 
@@ -285,8 +300,9 @@ def render(results: dict[str, Any], figures: dict[str, str]) -> str:
 
     ``figures`` maps ``length``, ``batch``, ``references`` and ``peer`` to the image files
     :func:`write` drew (relative to the document); a missing key leaves its image out. A section
-    that did not run or failed is said to be missing. Raises ``jinja2.UndefinedError`` naming the
-    field when a measured section lacks one the layout needs.
+    that did not run or failed is said to be missing. A measured section lacking a field the
+    document needs is an error naming it: ``jinja2.UndefinedError`` from the layout, ``KeyError``
+    from the values computed here (the linear fit, the largest RSS and the like).
     """
     data = {name: _section(results, name) for name in SECTIONS}
     inprocess, http, growth = data["inprocess"], data["http"], data["growth"]
