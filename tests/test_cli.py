@@ -60,6 +60,12 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return status, captured.out, captured.err
 
 
+def predict_pairs_argv(stances: Path, bodies: Path, model: Path, out: Path | str) -> list[str]:
+    """``discourse predict-pairs`` on FNC-format ``stances`` and ``bodies`` with ``model``, into ``out``."""
+    files = ["--stances", str(stances), "--bodies", str(bodies)]
+    return ["predict-pairs", *files, "--model", str(model), "--out", str(out)]
+
+
 def read_csv(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         return list(csv.reader(handle))
@@ -204,20 +210,7 @@ def test_predict_pairs_writes_one_row_per_input_row_in_order(
     rows = [corpus.rows[5], corpus.rows[0], corpus.rows[5], *corpus.rows[10:20], corpus.rows[1]]
     stances, bodies = write_fnc_csvs(tmp_path, TinyCorpus(rows, corpus.bodies))
     out = tmp_path / "predictions.csv"
-    status, _, err = run(
-        [
-            "predict-pairs",
-            "--stances",
-            str(stances),
-            "--bodies",
-            str(bodies),
-            "--model",
-            str(tiny_model),
-            "--out",
-            str(out),
-        ],
-        capsys,
-    )
+    status, _, err = run(predict_pairs_argv(stances, bodies, tiny_model, out), capsys)
     assert status == 0
     assert f"wrote {len(rows)} rows to {out}" in err
     header, *lines = read_csv(out)
@@ -244,20 +237,7 @@ def test_predict_pairs_ignores_an_input_stance_column(
     for name, (variant, with_stance) in variants.items():
         stances, bodies = write_fnc_csvs(tmp_path / name, variant, stance_column=with_stance)
         out = tmp_path / f"{name}.csv"
-        status, _, err = run(
-            [
-                "predict-pairs",
-                "--stances",
-                str(stances),
-                "--bodies",
-                str(bodies),
-                "--model",
-                str(tiny_model),
-                "--out",
-                str(out),
-            ],
-            capsys,
-        )
+        status, _, err = run(predict_pairs_argv(stances, bodies, tiny_model, out), capsys)
         assert status == 0, err
         outputs.append(read_csv(out))
     assert outputs[0] == outputs[1] == outputs[2]
@@ -288,20 +268,8 @@ def test_evaluate_prints_a_json_report_consistent_with_the_predictions(
     assert [sum(row) for row in matrix] == [report["per_class"][label]["support"] for label in STANCE_LABELS]
 
     predictions = tmp_path / "predictions.csv"
-    run(
-        [
-            "predict-pairs",
-            "--stances",
-            str(stances),
-            "--bodies",
-            str(bodies),
-            "--model",
-            str(tiny_model),
-            "--out",
-            str(predictions),
-        ],
-        capsys,
-    )
+    status, _, err = run(predict_pairs_argv(stances, bodies, tiny_model, predictions), capsys)
+    assert status == 0, err
     truth = [stance for _, _, stance in tiny_corpus().rows]
     predicted = [line[2] for line in read_csv(predictions)[1:]]
     assert report["fnc_score"] == pytest.approx(round(fnc_score(truth, predicted), 2))
@@ -707,20 +675,11 @@ def test_predict_pairs_and_evaluate_refuse_bad_files_naming_them(
     model = ["--model", str(tiny_model)]
     cases = [
         (
-            ["predict-pairs", "--stances", str(no_body_id), "--bodies", str(bodies), "--out", out, *model],
+            predict_pairs_argv(no_body_id, bodies, tiny_model, out),
             f"{no_body_id}: missing column(s) Body ID",
         ),
         (
-            [
-                "predict-pairs",
-                "--stances",
-                str(stances),
-                "--bodies",
-                str(tmp_path / "nope.csv"),
-                "--out",
-                out,
-                *model,
-            ],
+            predict_pairs_argv(stances, tmp_path / "nope.csv", tiny_model, out),
             f"{tmp_path / 'nope.csv'}: cannot be read (No such file or directory)",
         ),
         (
