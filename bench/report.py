@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 from common import machine_line
 
+from service.markdown import markdown_template
+
 MIB = 2**20
 SECTIONS = ("profile", "inprocess", "http", "growth", "baseline")
 """The sections of ``bench/run_all.py``, in the document's order."""
@@ -281,17 +283,9 @@ def _figures(results: dict[str, Any], docs: Path) -> dict[str, str]:
 @functools.cache
 def _template() -> jinja2.Template:
     """:data:`TEMPLATE`, compiled once; undefined fields raise instead of rendering empty."""
-    environment = jinja2.Environment(
-        # Markdown, not HTML: nothing to escape. Block tags take their line with them.
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
     filters: dict[str, Callable[..., str]] = {"fmt": _fmt, "fixed": _fixed, "grouped": _grouped, "mib": _mib}
-    environment.filters.update((name, _strict(number_format)) for name, number_format in filters.items())
-    return environment.from_string(TEMPLATE.read_text(encoding="utf-8"))
+    strict = {name: _strict(number_format) for name, number_format in filters.items()}
+    return markdown_template(TEMPLATE.read_text(encoding="utf-8"), filters=strict)
 
 
 def render(results: dict[str, Any], figures: dict[str, str]) -> str:

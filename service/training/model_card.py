@@ -10,6 +10,7 @@ import jinja2
 import numpy as np
 
 from service.domain.stance import STANCE_LABELS
+from service.markdown import markdown_template
 
 TEMPLATE = "model_card.md.j2"
 """The card's layout, a Jinja2 template beside this module (package data)."""
@@ -33,16 +34,8 @@ def render_model_card(card: dict) -> str:
 
 @cache
 def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        # Markdown, not HTML: nothing to escape. Block tags take their line with them.
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
     source = resources.files("service.training").joinpath(TEMPLATE).read_text(encoding="utf-8")
-    return environment.from_string(source)
+    return markdown_template(source)
 
 
 def _key_values(items: Iterable[tuple[object, object]]) -> str:
