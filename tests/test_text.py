@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.config import PROJECT_ROOT
-from service.domain.text import Span, sentence_pieces, split_sentences, tokenize
+from service.domain.text import Span, _append_span, sentence_pieces, split_sentences, tokenize
 
 
 def assert_spans_point_into(text: str, spans: list[Span]) -> None:
@@ -114,33 +114,15 @@ _END = re.compile(r"(?<=[.!?])([\"'\u201d\u2019)\]]*)\s+|\n\s*\n")
 
 
 def _sentences_one_by_one(text: str, max_chars: int) -> list[tuple[int, int, str]]:
-    spans: list[tuple[int, int, str]] = []
-
-    def add(start: int, end: int) -> None:
-        while start < end:
-            while start < end and text[start].isspace():
-                start += 1
-            while end > start and text[end - 1].isspace():
-                end -= 1
-            if start >= end:
-                return
-            if end - start <= max_chars:
-                spans.append((start, end, text[start:end]))
-                return
-            cut = text.rfind(" ", start + 1, start + max_chars)
-            cut = cut if cut > start else start + max_chars
-            piece_end = cut
-            while piece_end > start and text[piece_end - 1].isspace():
-                piece_end -= 1
-            spans.append((start, piece_end, text[start:piece_end]))
-            start = cut
-
+    """The separators found one at a time, each sentence trimmed and (if long) cut by the
+    shipped cut rule (its own tests are above)."""
+    spans: list[Span] = []
     start = 0
     for match in _END.finditer(text):
-        add(start, match.start() if match.group(1) is None else match.end(1))
+        _append_span(spans, text, start, match.start() if match.group(1) is None else match.end(1), max_chars)
         start = match.end()
-    add(start, len(text))
-    return spans
+    _append_span(spans, text, start, len(text), max_chars)
+    return [(s.start, s.end, s.text) for s in spans]
 
 
 _PIECES = st.sampled_from(
