@@ -123,7 +123,7 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def run_variant(name: str, seed: int, cache: Path, kind: str) -> dict:
+def run_variant(name: str, seed: int, cache: Path, kind: str, threshold: float | None = None) -> dict:
     variant = VARIANTS[name]
     config = TrainingConfig()
     arrays, meta = load_split(seed, cache)
@@ -149,6 +149,8 @@ def run_variant(name: str, seed: int, cache: Path, kind: str) -> dict:
         model = fit_stage2(x[related], y[related], weights, config, kind)
         conditional = model.predict_proba(x_val)
     probabilities = np.column_stack([p_related[:, None] * conditional, 1.0 - p_related])
+    if threshold is not None:  # another related threshold than the shipped one
+        base = dataclasses.replace(base, related_threshold=threshold)
     labels = [STANCE_LABELS[i] for i in base.decide(probabilities)]
     similarity = blend_cosines(
         x_val[:, FEATURE_NAMES.index("cos_word")],
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/i13b"))
     parser.add_argument("--variant", action="append", default=[])
     parser.add_argument("--kind", choices=["trees", "trees_and_mlps"], default="trees")
+    parser.add_argument("--threshold", type=float, help="related threshold (default: the shipped one)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.command == "cache":
@@ -191,9 +194,12 @@ def main() -> None:
         reports = []
         for seed in args.seeds:
             with threadpool_limits(limits=1):
-                report = run_variant(name, seed, args.cache, args.kind)
+                report = run_variant(name, seed, args.cache, args.kind, args.threshold)
             reports.append(report)
-            print(f"{name} [{args.kind}] split {seed}: {summary(report)}", flush=True)
+            print(
+                f"{name} [{args.kind}, threshold {args.threshold}] split {seed}: {summary(report)}",
+                flush=True,
+            )
         if len(reports) > 1:
             mean = {
                 c: {
@@ -206,7 +212,10 @@ def main() -> None:
                 }
                 for c in reports[0]
             }
-            print(f"{name} [{args.kind}] mean {args.seeds}: {summary(mean)}", flush=True)
+            print(
+                f"{name} [{args.kind}, threshold {args.threshold}] mean {args.seeds}: {summary(mean)}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
