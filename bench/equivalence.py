@@ -18,8 +18,8 @@ scorer, stance, text) as they were at ``REV`` (default: HEAD, so that it checks 
 work) over the current tree, dumps with the working tree, and compares;
 identical dumps mean identical outputs. The baseline side also takes ``models/``
 and the artifact loader from ``REV``, so outputs can only be identical from the
-last model change on (model 5.1.0, a5feca5: stage 2 weighted within each corpus); the speed
-work of model 1.0.0 was checked against ae60f22 at 000eb8d (``git checkout 000eb8d`` to repeat it).
+last model change on (model 5.0.0, trained on FNC-1 and ARC; 4.0.0 was c726a92); the speed work of model 1.0.0
+was checked against ae60f22 at 000eb8d (``git checkout 000eb8d`` to repeat it).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="artifact directory")
     train.add_argument("--seeds", type=Path, default=DEFAULT_SEEDS_DIR, help="reference directory")
     train.add_argument("--model-id", default="fnc1-stance")
-    train.add_argument("--version", default="5.1.0")
+    train.add_argument("--version", default="5.0.0")
     jobs_help = "processes that fit models at once (default: the usable CPUs); results do not depend on it"
     train.add_argument("--jobs", type=_positive_int, default=_usable_cpus(), help=jobs_help)
     _add_arc_arguments(train)

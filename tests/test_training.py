@@ -461,8 +461,9 @@ def test_stance_weights_balance_the_classes_within_each_corpus() -> None:
 
 def test_fit_model_balances_stage_two_within_each_corpus_of_a_joined_set(pairs: PairSet) -> None:
     joined = join_domains([("fnc-1", pairs), ("arc", arc_like_pairs(6, 4))])
-    config = dataclasses.replace(tiny_training_config(), stance_kind="logistic")
-    pooled_config = dataclasses.replace(config, class_weights_per_domain=False)
+    pooled_config = dataclasses.replace(tiny_training_config(), stance_kind="logistic")
+    assert pooled_config.class_weights_per_domain is False  # the shipped model's recipe
+    config = dataclasses.replace(pooled_config, class_weights_per_domain=True)
 
     def stance_weights(corpus: PairSet, training: TrainingConfig) -> np.ndarray:
         with threadpool_limits(limits=1):
