@@ -31,12 +31,14 @@ from service.training.pipeline import validate
 from service.training.trainer import (
     RELATEDNESS_FEATURES,
     WORDING_COLUMNS,
+    TrainingConfig,
     augment,
     fit_encoder,
     fit_model,
     fit_stance_model,
     fit_wording_model,
     pair_feature_matrix,
+    stance_sample_weights,
     with_hard_negatives,
     with_short_versions,
 )
@@ -434,6 +436,44 @@ def test_stance_model_needs_every_related_class(pairs: PairSet) -> None:
         ValueError, match=r"stance stage's training rows lack a related class: saw \['agree', 'discuss'\]"
     ):
         fit_stance_model(pair_feature_matrix(encoder, subset), subset.stances, config)
+
+
+def test_stance_weights_balance_the_classes_within_each_corpus() -> None:
+    # Corpus a: 6 agree, 2 disagree, 4 discuss; corpus b: 1 agree, 6 disagree, 1 discuss.
+    labels = np.array([0] * 6 + [1] * 2 + [2] * 4 + [0] + [1] * 6 + [2])
+    domains = ["a"] * 12 + ["b"] * 8
+    weights = stance_sample_weights(labels, 1.0, domains)
+    for name, size in (("a", 12), ("b", 8)):
+        rows = np.array(domains) == name
+        # Fully balanced (power 1): each class of a corpus weighs a third of the corpus's rows.
+        for label in range(3):
+            assert weights[rows & (labels == label)].sum() == pytest.approx(size / 3)
+    # Over all rows, b's many disagreeing rows would have made a's rare ones weigh less.
+    pooled = stance_sample_weights(labels, 1.0)
+    assert weights[6] == pytest.approx(12 / (3 * 2)) and pooled[6] == pytest.approx(20 / (3 * 8))
+    # One corpus: the same weights as over all rows; the power still applies.
+    np.testing.assert_allclose(
+        stance_sample_weights(labels, 0.75, ["a"] * 20), stance_sample_weights(labels, 0.75)
+    )
+    with pytest.raises(ValueError, match="domains has 3 entries for 20 labels"):
+        stance_sample_weights(labels, 1.0, ["a", "b", "a"])
+
+
+def test_fit_model_balances_stage_two_within_each_corpus_of_a_joined_set(pairs: PairSet) -> None:
+    joined = join_domains([("fnc-1", pairs), ("arc", arc_like_pairs(6, 4))])
+    pooled_config = dataclasses.replace(tiny_training_config(), stance_kind="logistic")
+    assert pooled_config.class_weights_per_domain is False  # the shipped model's recipe
+    config = dataclasses.replace(pooled_config, class_weights_per_domain=True)
+
+    def stance_weights(corpus: PairSet, training: TrainingConfig) -> np.ndarray:
+        with threadpool_limits(limits=1):
+            model = fit_model(fit_encoder(corpus, training.encoder), corpus, training)
+        return model.stance.weights[0]
+
+    # The two corpora's class mixes differ, so weighing within each corpus changes stage 2 ...
+    assert not np.allclose(stance_weights(joined, config), stance_weights(joined, pooled_config))
+    # ... and on one corpus it is the same as weighing over all rows.
+    np.testing.assert_array_equal(stance_weights(pairs, config), stance_weights(pairs, pooled_config))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

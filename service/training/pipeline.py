@@ -414,7 +414,7 @@ def train(
             "FNC-1 pairs a one-line headline with a whole article; in the service a reference's "
             "claims play the headline and the submitted text plays the article, so very short "
             "texts are judged on little evidence (the service warns below 8 words).",
-            "'disagree' is rare in the training data (1.7% of pairs) and is the least reliable "
+            "'disagree' is rare in the training data (1.7% of FNC-1's pairs) and is the least reliable "
             "label; its F1 varies most from split to split. It is lowest where one story's claims "
             "contradict each other (an actor will play a role / will not play it): word-level "
             "features see the same words on both sides.",
