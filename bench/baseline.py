@@ -1,8 +1,9 @@
 """In-process speed of the code before the speed work (``BASELINE_REV``) and now, A/B alternated.
 
-The baseline runs the optimised modules as they were at ``BASELINE_REV`` over
-the current tree (see :func:`common.baseline_tree`), each side in its own
-process, alternating, several times; the medians are compared.
+The baseline runs the whole ``service/`` package of ``BASELINE_REV`` with its own model
+(see :func:`common.release_tree`; today's modules around it have moved on too far to swap
+single files in), each side in its own process, alternating, several times; the medians
+are compared.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BASELINE_REV, BENCH_DIR, OPTIMISED_FILES, REPO, baseline_tree, median
+from common import BASELINE_REV, BENCH_DIR, REPO, median, release_tree
 
 TOP_PAD = str(64 * 2**20)
 
@@ -37,7 +38,7 @@ def _rates(pythonpath: Path, quick: bool, extra_env: dict[str, str] | None = Non
 def run(rev: str = BASELINE_REV, alternations: int = 2, quick: bool = False) -> dict[str, Any]:
     """Median texts/s per configuration, before and after; raises if the baseline cannot run."""
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
-        base = baseline_tree(rev, OPTIMISED_FILES, Path(tmp) / "tree")
+        base = release_tree(rev, Path(tmp) / "tree")
         before: dict[str, list[float]] = {}
         after: dict[str, list[float]] = {}
         padded: dict[str, list[float]] = {}

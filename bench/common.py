@@ -173,6 +173,24 @@ def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
     return directory
 
 
+def release_tree(rev: str, directory: Path) -> Path:
+    """The whole ``service/`` package, ``models/`` and ``seeds/`` as they were at git ``rev``.
+
+    For comparing against code too old to mix with today's modules (:func:`baseline_tree`
+    swaps single files, which stops working once the modules around them change): put
+    ``directory`` first on PYTHONPATH to run that revision with its own model.
+    """
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", rev, "service", "models", "seeds"], cwd=REPO, check=True, capture_output=True
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
 # -- the peer ------------------------------------------------------------------------------------
 
 

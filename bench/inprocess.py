@@ -27,7 +27,11 @@ from corpus import make_texts  # noqa: E402
 
 from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR  # noqa: E402
 from service.domain.scorer import Scorer  # noqa: E402
-from service.loaders.runtime import load_runtime  # noqa: E402
+
+try:
+    from service.loaders.runtime import load_runtime
+except ImportError:  # a tree from before the loaders moved (bench/baseline.py runs one)
+    from service.runtime import load_runtime  # type: ignore[no-redef]
 
 LENGTHS = {"short": 200, "long": 2000}
 # Texts per round: (service, peer). The service needs enough work per round to time it well;
