@@ -10,18 +10,22 @@ another user).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
+from service.http.telemetry import FileCollector, archive_dead_process
 from tests.test_observability import metric_value
 
 ENV = {"DISCOURSE_RATE_LIMIT_ENABLED": "false", "DISCOURSE_DRAIN_SECONDS": "0"}
@@ -276,3 +280,33 @@ def test_a_failing_metric_write_is_logged_once_and_the_log_line_is_still_written
     assert len([r for r in records if r["logger"] == "discourse.access"]) == 5
     assert shared_state.telemetry_failures() - before == 5
     assert client.get("/readyz").json["checks"]["telemetry"].startswith("degraded")
+
+
+def test_scrapes_count_a_dead_worker_once_while_it_is_archived(tmp_path: Path) -> None:
+    """Archiving replaces the archive and then deletes the dead worker's files: a scrape in
+    between must not count the worker twice or lose it (Prometheus would see a reset)."""
+    key = mmap_key("jobs", "jobs_total", [], [], "Jobs.")
+    totals: list[float] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        collector = FileCollector(str(tmp_path))
+        while not stop.is_set():
+            for metric in collector.collect():
+                totals.extend(s.value for s in metric.samples if s.name == "jobs_total")
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        for pid in range(1000, 1400):  # 400 workers, each dead after one job, archived in turn
+            counts = MmapedDict(str(tmp_path / f"counter_{pid}.db"))
+            counts.write_value(key, 1.0, 0.0)
+            counts.close()
+            archive_dead_process(str(tmp_path), pid)
+    finally:
+        stop.set()
+        scraper.join()
+    assert len(totals) > 100, "the scraper ran alongside the archiving"
+    assert all(a <= b for a, b in itertools.pairwise(totals)), "a counter went down"
+    assert max(totals) <= 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".archive.lock", "counter_archive.db"]

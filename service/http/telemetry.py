@@ -22,6 +22,7 @@ page that cannot be backed kills the process with SIGBUS. This module
 from __future__ import annotations
 
 import errno
+import fcntl
 import glob
 import logging
 import mmap
@@ -31,6 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -149,7 +151,44 @@ def install_allocation_guard() -> None:
 # --- Dead workers ---------------------------------------------------------------------------------
 
 
+ARCHIVE_LOCK = ".archive.lock"
+"""Lock file in the metrics directory (not ``*.db``, so never read as metrics): archiving a dead
+process holds it exclusively, a scrape shared."""
+
+
+@contextmanager
+def archive_lock(directory: str, *, exclusive: bool) -> Iterator[None]:
+    """Hold the metrics directory's archive lock (``flock``), exclusively or shared.
+
+    Archiving replaces the archive file, then deletes the dead process's files. A scrape
+    reading the directory in between would count that process twice (the new archive and
+    its own files) or not at all (the old archive, its files gone), and a counter that
+    jumps up and back looks like a reset to Prometheus. Without a lock file (directory
+    gone or read-only) nothing is locked: telemetry never stops the service.
+    """
+    try:
+        descriptor = os.open(os.path.join(directory, ARCHIVE_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def archive_dead_process(directory: str, pid: int) -> None:
+    """Add the counters and histograms of dead process ``pid`` to the archives; delete its files.
+
+    Holds :func:`archive_lock` exclusively throughout, so no scrape sees the archive and
+    the dead files disagree (see :func:`_archive_dead_process`).
+    """
+    with archive_lock(directory, exclusive=True):
+        _archive_dead_process(directory, pid)
+
+
+def _archive_dead_process(directory: str, pid: int) -> None:
     """Add the counters and histograms of dead process ``pid`` to the archives; delete its files.
 
     The archive is written to a temporary name (not ``*.db``, so no scrape reads
@@ -200,7 +239,16 @@ class FileCollector:
         self.unreadable: list[str] = []
 
     def collect(self) -> Iterator[Metric]:
-        """Merged samples of every readable ``*.db`` file of the directory (none if it is missing)."""
+        """Merged samples of every readable ``*.db`` file of the directory (none if it is missing).
+
+        Read under :func:`archive_lock` (shared), so a dead worker being archived meanwhile is
+        counted exactly once.
+        """
+        with archive_lock(self.directory, exclusive=False):
+            metrics = list(self._merged())
+        yield from metrics
+
+    def _merged(self) -> Iterator[Metric]:
         readable = []
         for path in glob.glob(os.path.join(self.directory, "*.db")):
             try:
