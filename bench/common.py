@@ -159,9 +159,7 @@ def baseline_tree(rev: str, files: Sequence[str], directory: Path) -> Path:
         shutil.rmtree(directory)
     shutil.copytree(REPO / "service", directory / "service", ignore=shutil.ignore_patterns("__pycache__"))
     (directory / "seeds").symlink_to(REPO / "seeds")
-    archive = subprocess.run(["git", "archive", rev, "models"], cwd=REPO, check=True, capture_output=True)
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(directory, filter="data")
+    _extract(rev, ["models"], directory)
     for path in (*files, *ARTIFACT_FILES):
         old = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True)
         if old.returncode != 0 and path in FORMER_PATHS:
@@ -183,12 +181,15 @@ def release_tree(rev: str, directory: Path) -> Path:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", rev, "service", "models", "seeds"], cwd=REPO, check=True, capture_output=True
-    )
+    _extract(rev, ["service", "models", "seeds"], directory)
+    return directory
+
+
+def _extract(rev: str, paths: Sequence[str], directory: Path) -> None:
+    """Write ``paths`` as they were at git ``rev`` under ``directory``."""
+    archive = subprocess.run(["git", "archive", rev, *paths], cwd=REPO, check=True, capture_output=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(directory, filter="data")
-    return directory
 
 
 # -- the peer ------------------------------------------------------------------------------------

@@ -304,8 +304,9 @@ class TextEncoder:
                 starts, ends, pieces = [], [], []
             # Only the sentences with a word become Span objects and rows; the others (". . .")
             # stay strings, hashed for their characters, so that they cost no Python call each.
-            worded = list(compress(range(len(pieces)), map(WORD_PATTERN.search, map(str.lower, pieces))))
-            words_of = [WORD_PATTERN.findall(pieces[k].lower()) for k in worded]
+            lowered = list(map(str.lower, pieces))
+            worded = list(compress(range(len(pieces)), map(WORD_PATTERN.search, lowered)))
+            words_of = [WORD_PATTERN.findall(lowered[k]) for k in worded]
             kept_spans = [Span(starts[k], ends[k], pieces[k]) for k in worded]
             if not counter.over:  # else only counting: the call will be refused
                 if not pieces and text and not text.isspace():

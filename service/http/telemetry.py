@@ -181,51 +181,43 @@ def archive_lock(directory: str, *, exclusive: bool) -> Iterator[None]:
 def archive_dead_process(directory: str, pid: int) -> None:
     """Add the counters and histograms of dead process ``pid`` to the archives; delete its files.
 
-    Holds :func:`archive_lock` exclusively throughout, so no scrape sees the archive and
-    the dead files disagree (see :func:`_archive_dead_process`).
+    Done under :func:`archive_lock` (exclusive), so no scrape sees the new archive beside
+    the dead files or the old one without them. The archive is written to a temporary
+    name (not ``*.db``, so no scrape reads it half-written) and renamed over the old one
+    before the dead files are deleted; a crash between the two would count that worker
+    twice, never lose it. Without room for the archive, OSError is raised and the dead
+    files are kept. Gauge files of ``pid`` are deleted: the live processes hold the same values.
     """
     with archive_lock(directory, exclusive=True):
-        _archive_dead_process(directory, pid)
-
-
-def _archive_dead_process(directory: str, pid: int) -> None:
-    """Add the counters and histograms of dead process ``pid`` to the archives; delete its files.
-
-    The archive is written to a temporary name (not ``*.db``, so no scrape reads
-    it half-written) and renamed over the old one before the dead files are
-    deleted; a crash between the two would count that worker twice, never lose it.
-    Without room for the archive, OSError is raised and the dead files are kept.
-    Gauge files of ``pid`` are deleted: the live processes hold the same values.
-    """
-    mark_process_dead(pid, directory)
-    dead = glob.glob(os.path.join(directory, f"*_{pid}.db"))
-    for kind in ("counter", "histogram"):
-        sources = [f for f in dead if os.path.basename(f).startswith(kind + "_")]
-        if not sources:
-            continue
-        archive = os.path.join(directory, f"{kind}_archive.db")
-        totals: dict[str, float] = defaultdict(float)
-        for path in [*sources, archive] if os.path.exists(archive) else sources:
-            for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(path):
-                totals[key] += value
-        temporary = os.path.join(directory, f".{kind}_archive.tmp")
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        merged = AllocatedMmapedDict(temporary)
-        try:
-            for key, value in totals.items():
-                merged.write_value(key, value, 0.0)
-            complete = not merged._memory_only
-        finally:
-            merged.close()
-        if not complete:
-            # No room for the archive: the dead files stay (scrapes still count them) until there is.
+        mark_process_dead(pid, directory)
+        dead = glob.glob(os.path.join(directory, f"*_{pid}.db"))
+        for kind in ("counter", "histogram"):
+            sources = [f for f in dead if os.path.basename(f).startswith(kind + "_")]
+            if not sources:
+                continue
+            archive = os.path.join(directory, f"{kind}_archive.db")
+            totals: dict[str, float] = defaultdict(float)
+            for path in [*sources, archive] if os.path.exists(archive) else sources:
+                for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(path):
+                    totals[key] += value
+            temporary = os.path.join(directory, f".{kind}_archive.tmp")
             if os.path.exists(temporary):
                 os.unlink(temporary)
-            raise OSError(errno.ENOSPC, f"no room to archive the metric files of process {pid}")
-        os.replace(temporary, archive)
-    for path in dead:
-        os.unlink(path)
+            merged = AllocatedMmapedDict(temporary)
+            try:
+                for key, value in totals.items():
+                    merged.write_value(key, value, 0.0)
+                complete = not merged._memory_only
+            finally:
+                merged.close()
+            if not complete:
+                # No room for the archive: the dead files stay (scrapes still count them) until there is.
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+                raise OSError(errno.ENOSPC, f"no room to archive the metric files of process {pid}")
+            os.replace(temporary, archive)
+        for path in dead:
+            os.unlink(path)
 
 
 # --- Scrapes ----------------------------------------------------------------------------------------
