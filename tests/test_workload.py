@@ -9,7 +9,14 @@ import pytest
 
 from service.domain import workload
 from service.domain.scorer import Scorer
-from service.domain.workload import WorkLimitError, WorkLimits, char_chunks, text_chunks
+from service.domain.workload import (
+    TEXTS_PER_CHUNK,
+    WorkCounter,
+    WorkLimitError,
+    WorkLimits,
+    char_chunks,
+    text_chunks,
+)
 from service.loaders.runtime import Runtime
 
 ENGLISH = (
@@ -86,6 +93,51 @@ def test_chunked_work_gives_exactly_the_same_scores(scorer: Scorer, monkeypatch:
     monkeypatch.setattr(workload, "SENTENCE_CHUNK_ROWS", 2)
     monkeypatch.setattr(workload, "CHAR_CHUNK", 64)
     assert _as_dicts(scorer.score(texts, explain=True)) == whole
+
+
+def test_a_batch_scored_in_chunks_gives_each_text_its_scores_alone(scorer: Scorer) -> None:
+    """Texts are scored TEXTS_PER_CHUNK at a time: a batch over two chunks, with a French text
+    (scored against another variant of the reference) in the middle one, scores every
+    text as it scores alone."""
+    texts = [f"{ENGLISH} Item {i}." for i in range(2 * TEXTS_PER_CHUNK + 3)]
+    texts[TEXTS_PER_CHUNK + 1] = (
+        "L'OTAN menace la sécurité de la Russie, selon le ministre des affaires étrangères."
+    )
+    texts[-1] = ". . ."
+    batch = _as_dicts(scorer.score(texts, explain=True))
+    assert [r["id"] for r in batch] == [str(i) for i in range(len(texts))]
+    for i in (0, TEXTS_PER_CHUNK - 1, TEXTS_PER_CHUNK, TEXTS_PER_CHUNK + 1, len(texts) - 1):
+        (alone,) = _as_dicts(scorer.score([texts[i]], ids=[str(i)], explain=True))
+        assert batch[i] == alone
+
+
+def test_the_limits_count_the_whole_request_across_chunks(scorer: Scorer) -> None:
+    n = TEXTS_PER_CHUNK + 4
+    texts = ["ab cd ef"] * n
+    texts[1] = texts[TEXTS_PER_CHUNK + 2] = "ab cd ef gh"
+    with pytest.raises(WorkLimitError) as caught:
+        scorer.score(texts, limits=WorkLimits(max_tokens_per_text=3))
+    assert [v.field for v in caught.value.violations] == ["texts.1.text", f"texts.{TEXTS_PER_CHUNK + 2}.text"]
+    # The first chunk alone is within the total; the text that passes it is in the second.
+    total = 3 * (TEXTS_PER_CHUNK + 1)
+    with pytest.raises(WorkLimitError) as caught:
+        scorer.score(["ab cd ef"] * n, limits=WorkLimits(max_tokens_per_request=total))
+    (violation,) = caught.value.violations
+    assert violation.limit == "max_tokens_per_request"
+    assert f"over it by text {TEXTS_PER_CHUNK + 1}" in violation.message
+    assert (
+        len(
+            scorer.score(
+                ["ab cd ef"] * (TEXTS_PER_CHUNK + 1), limits=WorkLimits(max_tokens_per_request=total)
+            )
+        )
+        == TEXTS_PER_CHUNK + 1
+    )
+
+
+def test_the_encoder_takes_limits_or_a_counter_not_both(scorer: Scorer) -> None:
+    with pytest.raises(ValueError, match="limits or a counter"):
+        scorer.encoder.encode(["ab"], limits=WorkLimits(), counter=WorkCounter(WorkLimits()))
 
 
 def test_text_chunks_hold_whole_texts_and_cover_every_sentence() -> None:

@@ -237,6 +237,7 @@ class TextEncoder:
         texts: Sequence[str | NormalizedText],
         *,
         limits: WorkLimits | None = None,
+        counter: WorkCounter | None = None,
         checkpoint: Checkpoint = no_checkpoint,
         claims: bool = False,
     ) -> EncodedTexts:
@@ -254,6 +255,10 @@ class TextEncoder:
         limits:
             Sentences and words allowed per text and per call, checked while tokenising,
             before any per-sentence array is built; ``None``: no limit.
+        counter:
+            Instead of ``limits``: a counter shared by several calls (a request's chunks of
+            texts), so that the limits per call apply to their total and errors number the
+            texts across all of them. Once it is over a limit, a call only counts.
         checkpoint:
             Called every few texts and between steps; may raise to stop the work.
         claims:
@@ -271,8 +276,12 @@ class TextEncoder:
         Raises
         ------
         WorkLimitError
-            The texts exceed ``limits``.
+            The texts exceed ``limits`` (or ``counter`` is over its limits).
+        ValueError
+            Both ``limits`` and ``counter`` are given.
         """
+        if limits is not None and counter is not None:
+            raise ValueError("pass limits or a counter that holds them, not both")
         cfg = self.config
         n_texts = len(texts)
         n_terms = self.n_terms
@@ -290,7 +299,7 @@ class TextEncoder:
         char_texts: list[str] = []
         char_owner: list[int] = []
         char_sentence: list[int] = []
-        counter = WorkCounter(limits)
+        counter = WorkCounter(limits) if counter is None else counter
         for i, item in enumerate(normalized):
             if i % 16 == 0:
                 checkpoint()
@@ -321,7 +330,7 @@ class TextEncoder:
                 char_texts.extend(pieces)
                 char_owner.extend([i] * len(pieces))
                 char_sentence.extend(piece_sentence)
-            counter.add_text(i, len(kept_spans), sum(map(len, words_of)))
+            counter.add_text(len(kept_spans), sum(map(len, words_of)))
             all_sentences.append([] if counter.over else kept_spans)
         counter.raise_if_over()
         checkpoint()

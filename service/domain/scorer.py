@@ -16,7 +16,14 @@ from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
 from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
 from service.domain.vectors import EncodedTexts, blend_cosines
-from service.domain.workload import Checkpoint, WorkLimits, no_checkpoint
+from service.domain.workload import (
+    TEXTS_PER_CHUNK,
+    Checkpoint,
+    WorkCounter,
+    WorkLimitError,
+    WorkLimits,
+    no_checkpoint,
+)
 
 __all__ = [
     "MIN_KNOWN_FRACTION",
@@ -160,7 +167,10 @@ class Scorer:
         limits: WorkLimits | None = None,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> list[TextScore]:
-        """Score ``texts`` (in one batch) against a reference; results follow input order.
+        """Score ``texts`` against a reference; results follow input order.
+
+        The texts are scored in chunks of :data:`~service.domain.workload.TEXTS_PER_CHUNK`;
+        each text's scores are the same in any batch.
 
         Parameters
         ----------
@@ -206,14 +216,38 @@ class Scorer:
             raise ValueError(f"got {len(texts)} texts but {len(formats)} formats")
         if not texts:
             return []
-        normalized = [
-            t if isinstance(t, NormalizedText) else normalize(t, f)
-            for t, f in zip(texts, formats, strict=True)
-        ]
-        encoded = self.encoder.encode(normalized, limits=limits, checkpoint=checkpoint)
+        # Scored chunk by chunk: a chunk's temporaries (spans, token lists, feature rows) are
+        # freed before the next chunk's are made, so a large request's peak, and the memory
+        # the allocator keeps after it, is that of one chunk (docs/robustness.md). The limits
+        # count the whole request; each text's scores do not depend on its neighbours.
+        counter = WorkCounter(limits)
+        results: list[TextScore] = []
+        for lo in range(0, len(texts), TEXTS_PER_CHUNK):
+            hi = lo + TEXTS_PER_CHUNK
+            normalized = [
+                t if isinstance(t, NormalizedText) else normalize(t, f)
+                for t, f in zip(texts[lo:hi], formats[lo:hi], strict=True)
+            ]
+            try:
+                encoded = self.encoder.encode(normalized, counter=counter, checkpoint=checkpoint)
+            except WorkLimitError:
+                continue  # the rest is only counted, so that the error names every text over a limit
+            results.extend(self._score_chunk(reference, normalized, encoded, ids[lo:hi], explain, checkpoint))
+        counter.raise_if_over()
+        return results
+
+    def _score_chunk(
+        self,
+        reference: PreparedReference,
+        normalized: Sequence[NormalizedText],
+        encoded: EncodedTexts,
+        ids: Sequence[str],
+        explain: bool,
+        checkpoint: Checkpoint,
+    ) -> list[TextScore]:
+        """Score encoded texts, each against the reference's variant in its language."""
         languages = self.languages.identify([n.text for n in normalized])
         checkpoint()
-        # Each text is scored against the reference's variant in its language, if it has one.
         groups: dict[str, list[int]] = {}
         for i, (language, n_tokens) in enumerate(zip(languages, encoded.n_tokens.tolist(), strict=True)):
             groups.setdefault(_variant_language(reference, language, n_tokens), []).append(i)
@@ -222,7 +256,7 @@ class Scorer:
             return self._score_encoded(
                 reference.variant(language_code), normalized, encoded, languages, ids, explain, checkpoint
             )
-        results: list[TextScore | None] = [None] * len(texts)
+        results: list[TextScore | None] = [None] * len(normalized)
         for language_code, rows in groups.items():
             part = self._score_encoded(
                 reference.variant(language_code),

@@ -1,13 +1,16 @@
 """Bounds on the work one scoring call may do: sentence and token caps, chunks, checkpoints.
 
 A request's byte size says little about its cost: two megabytes of ``". "`` are a
-million sentences. The encoder counts sentences (with at least one word) and word
-tokens per text and per call while it tokenises, and refuses a call over
-:class:`WorkLimits` with :class:`WorkLimitError` before it builds any per-sentence
-array. Per-sentence features are then computed in chunks of whole texts of at most
-:data:`SENTENCE_CHUNK_ROWS` sentences (plus one text), so their memory does not grow
-with the batch. A ``checkpoint`` callable, called between stages, lets the caller stop
-the work (a deadline, a client gone) by raising.
+million sentences. A scoring call works through its texts :data:`TEXTS_PER_CHUNK` at a
+time. The encoder counts sentences (with at least one word) and word tokens per text,
+and in total over the call's chunks (:class:`WorkCounter`), while it tokenises; a text
+over :class:`WorkLimits` is refused with :class:`WorkLimitError` before any of its
+per-sentence arrays is built. A call whose total passes a limit in a later chunk has
+had its earlier chunks scored, work within the limits, before it is refused; the rest is
+only counted, so that the error names every text over a limit. Per-sentence features
+are computed in chunks of whole texts of at most :data:`SENTENCE_CHUNK_ROWS` sentences
+(plus one text), so their memory does not grow with the batch. A ``checkpoint`` callable,
+called between stages, lets the caller stop the work (a deadline, a client gone) by raising.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from service.domain.errors import DiscourseError
 __all__ = [
     "CHAR_CHUNK",
     "SENTENCE_CHUNK_ROWS",
+    "TEXTS_PER_CHUNK",
     "Checkpoint",
     "LimitViolation",
     "WorkCounter",
@@ -37,6 +41,14 @@ Checkpoint = Callable[[], None]
 
 SENTENCE_CHUNK_ROWS = 4096
 """Sentences per chunk of per-sentence work (a chunk holds whole texts; a larger text is one chunk)."""
+
+TEXTS_PER_CHUNK = 32
+"""Texts a scoring call encodes and scores together (:meth:`Scorer.score` loops over chunks).
+
+Python's allocator keeps a 1 MiB arena as long as one object in it lives, so a worker
+keeps part of a request's peak of small objects for good; scoring 256 texts 32 at a
+time keeps that peak, and what stays, to one chunk's (docs/robustness.md). Throughput
+per text is the same as with larger batches (bench/cpu_rates.py)."""
 
 CHAR_CHUNK = 256 * 1024
 """Characters per chunk of character n-gram hashing (a longer text is one chunk by itself)."""
@@ -83,6 +95,7 @@ class WorkCounter:
 
     def __init__(self, limits: WorkLimits | None) -> None:
         self.limits = limits
+        self.texts = 0
         self.sentences = 0
         self.tokens = 0
         self.violations: list[LimitViolation] = []
@@ -93,8 +106,11 @@ class WorkCounter:
         """True once any limit is exceeded."""
         return bool(self.violations)
 
-    def add_text(self, index: int, sentences: int, tokens: int) -> None:
-        """Count text ``index`` with ``sentences`` sentences and ``tokens`` tokens."""
+    def add_text(self, sentences: int, tokens: int) -> None:
+        """Count the next text (texts are numbered from 0 in the order counted, across every
+        call that shares this counter) with ``sentences`` sentences and ``tokens`` tokens."""
+        index = self.texts
+        self.texts += 1
         self.sentences += sentences
         self.tokens += tokens
         limits = self.limits
