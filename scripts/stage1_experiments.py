@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from service.training.trainer import (
     fit_encoder,
     fit_latent_space,
     fit_stance_model,
+    pair_feature_matrix,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -302,15 +304,77 @@ def table(per_split: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+# The variants a TrainingConfig can express: name -> (relatedness_kind, latent cosine or not).
+TRAINABLE = {
+    "lr8": ("logistic", False),
+    "trees8": ("trees", False),
+    "lr8+lsa": ("logistic", True),
+    "trees8+lsa": ("trees", True),
+}
+
+
+def narrative(components: int) -> str:
+    """Each trainable stage-1 variant fitted on every training pair (as ``discourse train``'s
+    final model) beside the shipped stage 2 and wording model, scored on the narrative
+    development set as the service scores it (measured, never tuned on)."""
+    from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
+    from service.domain.references import prepare_reference
+    from service.domain.scorer import Scorer
+    from service.loaders.artifacts import load_model
+    from service.loaders.reference_files import load_reference_directory
+    from service.training.pipeline import NARRATIVE_SET, narrative_report
+
+    shipped = load_model(DEFAULT_MODEL_DIR)
+    config = dataclasses.replace(TrainingConfig(), latent_components=components)
+    pairs, _ = read_training_pairs(corpora_of(DATA / "fnc-1", DEFAULT_ARC_DIR))
+    encoder = fit_encoder(pairs, config.encoder)
+    if encoder.word_idf.tobytes() != shipped.encoder.word_idf.tobytes():
+        raise RuntimeError("the encoder fitted on every pair is not the shipped model's")
+    train = augment(pairs, encoder, config)
+    features = pair_feature_matrix(encoder, train)  # stage 1 reads no wording column
+    latent, cosines = fit_latent_space(encoder, train, config)
+    passages = [json.loads(line) for line in NARRATIVE_SET.read_text(encoding="utf-8").splitlines() if line]
+    truth = [p["label"] != "unrelated" for p in passages]
+    references, default_id = load_reference_directory(DEFAULT_SEEDS_DIR)
+    lines = [
+        "| variant | related acc. | P(related) ROC-AUC | 4-way macro-F1 | unrelated found | related found |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, (kind, with_latent) in TRAINABLE.items():
+        x = np.column_stack([features, cosines]) if with_latent else features
+        stage = fit_stance_model(
+            x,
+            train.labels,
+            dataclasses.replace(config, relatedness_kind=kind, stance_kind="logistic"),
+            latent=latent if with_latent else None,
+        )
+        model = dataclasses.replace(shipped.stance, relatedness=stage.relatedness, latent=stage.latent)
+        report = narrative_report(encoder, model, DEFAULT_SEEDS_DIR, NARRATIVE_SET)
+        prepared = {r.id: prepare_reference(r, encoder) for r in references}
+        results = Scorer(encoder, model, prepared, default_id).score([p["text"] for p in passages])
+        auc = roc_auc_score(truth, [r.related or 0.0 for r in results])
+        confusion = np.array(report["confusion"]["matrix"])
+        lines.append(
+            f"| {name} | {report['related_accuracy']:.4f} | {auc:.4f} | {report['macro_f1']:.4f} | "
+            f"{confusion[3, 3]} of {confusion[3].sum()} | "
+            f"{confusion[:3, :3].sum()} of {confusion[:3].sum()} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["cache", "run"])
-    parser.add_argument("seeds", type=int, nargs="+")
+    parser.add_argument("command", choices=["cache", "run", "narrative"])
+    parser.add_argument("seeds", type=int, nargs="*", help="story splits (cache, run)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/i13s1"))
     parser.add_argument("--components", type=int, default=150, help="SVD components of the LSA space")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="default: all")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.command == "narrative":
+        with threadpool_limits(limits=1):
+            print(narrative(args.components))
+        return
     if args.command == "cache":
         for seed in args.seeds:
             start = time.time()
