@@ -188,6 +188,14 @@ ARRAY_EDITS: dict[str, tuple[Callable[[dict], None], str]] = {
         lambda a: a.update({"stance.m1.member_weights": np.array([1.0])}),
         "cannot be a member of another average",
     ),
+    "stage 1 reading a column the features lack": (
+        lambda a: a.update({"relatedness.feature_indices": a["relatedness.feature_indices"] + 33}),
+        "stage 1 reads a feature column outside the 40 the model computes",
+    ),
+    "latent space for another vocabulary": (
+        lambda a: a.update({"latent.components": np.ones((3, 5))}),
+        "the latent space has 5 terms, the vocabulary",
+    ),
     "wording model with NaN": (
         lambda a: a.update({"wording.intercept": np.array([0.0, np.nan, 0.0])}),
         "finite",
@@ -234,6 +242,14 @@ CARD_MISDESCRIPTIONS: dict[str, tuple[dict, str]] = {
     "trees alone": ({"stance_kind": "trees"}, MISDESCRIBED.format("a single trees classifier")),
     "one network": ({"stance_kind": "mlp"}, MISDESCRIBED.format("a single mlp classifier")),
     "no networks": ({"mlp_members": 0}, f"mlp_members in {CARD_FILE} must be a positive integer, not 0"),
+    "stage 1 as trees": (
+        {"relatedness_kind": "trees"},
+        f"stage 1 in {ARRAYS_FILE} is not a trees classifier, as {CARD_FILE} says",
+    ),
+    "a latent space the arrays lack": (
+        {"latent_components": 150},
+        f"the latent space in {ARRAYS_FILE} does not have the 150 dimensions of {CARD_FILE}",
+    ),
 }
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
+from service.domain.pair_features import FEATURE_NAMES
 from service.domain.scorer import MIN_WORDS, Scorer, TextScore, UnknownReferenceError
-from service.domain.stance import STANCE_LABELS
+from service.domain.stance import STANCE_LABELS, DenseNetwork, LatentSpace
 from service.loaders.runtime import Runtime
 
 ON_TOPIC = (
@@ -192,3 +194,25 @@ def test_a_text_without_words_is_unrelated_by_rule(scorer: Scorer) -> None:
     assert {c.stance.label for c in no_words.claims} == {"unrelated"}
     # The rule touches only the text without words.
     assert with_words.related > 0.5
+
+
+def test_a_model_with_a_latent_space_reads_the_latent_cosine_of_text_and_claim(scorer: Scorer) -> None:
+    # Stage 1 reading only the column after the shared features: P(related) = sigmoid(4 × latent cosine).
+    n_terms = scorer.encoder.n_terms
+    latent = LatentSpace(np.random.default_rng(0).normal(size=(6, n_terms)))
+    relatedness = DenseNetwork(
+        feature_indices=np.array([len(FEATURE_NAMES)]),
+        mean=np.zeros(1),
+        scale=np.ones(1),
+        weights=(np.full((1, 1), 4.0),),
+        biases=(np.zeros(1),),
+    )
+    model = dataclasses.replace(scorer.stance_model, relatedness=relatedness, latent=latent)
+    latent_scorer = Scorer(scorer.encoder, model, scorer.references, scorer.reference().id)
+    [result] = latent_scorer.score([ON_TOPIC])
+    reference = scorer.reference()
+    texts = scorer.encoder.encode([ON_TOPIC]).word
+    cosines = latent.cosines(texts, reference.claim_vectors.word)[0]
+    expected = 1.0 / (1.0 + np.exp(-4.0 * cosines))
+    np.testing.assert_allclose([c.related for c in result.claims], expected, atol=1e-4)
+    assert len(set(np.round(expected, 3))) > 1  # the claims differ, so the column is read per claim

@@ -14,6 +14,7 @@ from service.domain.stance import (
     STANCE_LABELS,
     AveragedClassifier,
     DenseNetwork,
+    LatentSpace,
     StanceModel,
     TreeEnsemble,
     WordingModel,
@@ -54,6 +55,44 @@ def test_tree_ensemble_equals_sklearn_boosting(data: tuple[np.ndarray, np.ndarra
     assert len(ensemble.roots) == 30 * 3
     for rows, sklearn_probabilities in zip((x, fresh, x[:1]), expected, strict=True):
         np.testing.assert_allclose(ensemble.predict_proba(rows), sklearn_probabilities, rtol=1e-9, atol=1e-12)
+
+
+def test_binary_tree_ensemble_equals_sklearn_boosting(data: tuple[np.ndarray, np.ndarray]) -> None:
+    # Stage 1 as trees: one tree per round and one raw score, the log-odds of the positive class.
+    x, y = data
+    binary = (y == 2).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=30, max_depth=3, early_stopping=False, random_state=0)
+    fresh = np.random.default_rng(9).normal(size=(200, 7))
+    with threadpool_limits(limits=1):
+        model.fit(x[:, COLUMNS], binary)
+        expected = [model.predict_proba(rows[:, COLUMNS]) for rows in (x, fresh)]
+    ensemble = _ensemble_from_boosting(model, COLUMNS)
+    assert ensemble.n_outputs == 1 and len(ensemble.roots) == 30
+    for rows, sklearn_probabilities in zip((x, fresh), expected, strict=True):
+        np.testing.assert_allclose(ensemble.predict_proba(rows), sklearn_probabilities, rtol=1e-9, atol=1e-12)
+    # A binary ensemble is a valid stage 1 (one output, as a logistic unit).
+    StanceModel(ensemble, logistic_unit(0, 1.0, 0.0, n_outputs=3))
+
+
+def test_latent_cosines_are_those_of_the_projected_unit_vectors() -> None:
+    components = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0]])
+    latent = LatentSpace(components)
+    texts = sp.csr_matrix(np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 2.0]]))
+    claims = sp.csr_matrix(np.array([[0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+    # Coordinates: texts (1, 0), (0, 0), (0, -2); claims (3, 0), (0, 1).
+    np.testing.assert_allclose(latent.cosines(texts, claims), [[1.0, 0.0], [0.0, 0.0], [0.0, -1.0]])
+    model = StanceModel(logistic_unit(0, 1.0, 0.0), logistic_unit(0, 1.0, 0.0, n_outputs=3), latent=latent)
+    features = np.arange(3 * 2 * 5, dtype=float).reshape(3, 2, 5)
+    extended = model.with_latent_cosine(features, texts, claims)
+    assert extended.shape == (3, 2, 6)
+    np.testing.assert_array_equal(extended[:, :, :5], features)
+    np.testing.assert_allclose(extended[:, :, 5], latent.cosines(texts, claims))
+    bare = StanceModel(logistic_unit(0, 1.0, 0.0), logistic_unit(0, 1.0, 0.0, n_outputs=3))
+    assert bare.with_latent_cosine(features, texts, claims) is features
+    with pytest.raises(ValueError, match="5 columns, the latent space 4 terms"):
+        latent.project(sp.csr_matrix((1, 5)))
+    with pytest.raises(ValueError, match="finite"):
+        LatentSpace(np.full((2, 4), np.nan))
 
 
 def test_tree_ensemble_follows_thresholds_exactly_at_the_split_value() -> None:

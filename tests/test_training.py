@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from service.config import DEFAULT_MODEL_DIR
+from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
 from service.domain.pair_features import FEATURE_NAMES, compute_pair_features
-from service.domain.stance import STANCE_LABELS
+from service.domain.stance import STANCE_LABELS, DenseNetwork, TreeEnsemble
 from service.loaders.artifacts import ARRAYS_FILE, CARD_FILE, CARD_MARKDOWN_FILE, ENCODER_FILE, load_model
 from service.training.fnc import (
     DataFormatError,
@@ -27,13 +27,14 @@ from service.training.fnc import (
     story_split,
 )
 from service.training.model_card import render_model_card
-from service.training.pipeline import validate
+from service.training.pipeline import predict_pairs, train, validate
 from service.training.trainer import (
     RELATEDNESS_FEATURES,
     WORDING_COLUMNS,
     TrainingConfig,
     augment,
     fit_encoder,
+    fit_latent_space,
     fit_model,
     fit_stance_model,
     fit_wording_model,
@@ -521,6 +522,8 @@ def test_trees_and_mlps_is_the_weighted_mean_of_trees_and_networks_differing_in_
         ({"stance_kind": "forest"}, "stance_kind must be one of"),
         ({"mlp_members": 0}, "mlp_members must be at least 1"),
         ({"trees_weight": 1.0}, "trees_weight must lie strictly between 0 and 1"),
+        ({"relatedness_kind": "forest"}, "relatedness_kind must be one of"),
+        ({"latent_components": -1}, "latent_components must be 0"),
     ],
 )
 def test_training_config_refuses_unknown_learners_and_weights(change: dict, message: str) -> None:
@@ -625,3 +628,97 @@ def test_a_card_without_a_field_the_layout_needs_is_an_error_naming_it() -> None
     del card["probes"]["reference"]
     with pytest.raises(jinja2.UndefinedError, match="reference"):
         render_model_card(card)
+
+
+# -- stage 1 as trees with a latent cosine (an option, off in the shipped model) ------------
+
+TOPICS = (
+    ("volcano", "lava", "eruption"),
+    ("election", "ballot", "voters"),
+    ("comet", "telescope", "orbit"),
+    ("harvest", "wheat", "farmers"),
+    ("orchestra", "violin", "concert"),
+    ("glacier", "iceberg", "melting"),
+)
+
+
+def disjoint_topic_pairs() -> PairSet:
+    """Six stories whose claims and comments share no word with any other story."""
+    headlines, body_ids, stances, bodies = [], [], [], {}
+    for i, (a, b, c) in enumerate(TOPICS):
+        for k, (text, label) in enumerate(
+            ((f"{a} {b}", "agree"), (f"{c} {a}", "disagree"), (f"{b} {c}", "discuss"))
+        ):
+            bodies[f"{i}-{k}"] = text
+            headlines.append(f"{a} {b} {c}")
+            body_ids.append(f"{i}-{k}")
+            stances.append(label)
+        headlines.append(f"{a} {b} {c}")
+        body_ids.append(f"{(i + 1) % len(TOPICS)}-0")
+        stances.append("unrelated")
+    return PairSet(headlines, body_ids, bodies, stances)
+
+
+def test_latent_cosines_of_training_pairs_come_from_spaces_without_their_story() -> None:
+    pairs = disjoint_topic_pairs()
+    config = dataclasses.replace(tiny_training_config(), latent_components=3)
+    encoder = fit_encoder(pairs, config.encoder)
+    with threadpool_limits(limits=1):
+        latent, cosines = fit_latent_space(encoder, pairs, config)
+    assert latent.components.shape == (3, encoder.n_terms)
+    # Without its story, a pair's claim has no word the space knows: every cosine out of fold is 0 ...
+    np.testing.assert_array_equal(cosines, np.zeros(len(pairs)))
+    # ... while in the space of every training text, the stories it keeps are close to their claims.
+    in_sample = latent.cosines(
+        encoder.encode([pairs.bodies[b] for b in pairs.body_ids]).word,
+        encoder.encode(list(dict.fromkeys(pairs.headlines)), claims=True).word,
+    )
+    related = [i for i, s in enumerate(pairs.stances) if s != "unrelated"]
+    claim_of = {h: j for j, h in enumerate(dict.fromkeys(pairs.headlines))}
+    assert max(in_sample[i, claim_of[pairs.headlines[i]]] for i in related) > 0.9
+    with pytest.raises(
+        ValueError, match="latent_components \\(40\\) must be below the number of training texts"
+    ):
+        fit_latent_space(encoder, pairs, dataclasses.replace(config, latent_components=40))
+
+
+def test_the_shipped_recipe_keeps_stage_one_logistic_without_a_latent_space() -> None:
+    config = TrainingConfig()
+    assert (config.relatedness_kind, config.latent_components) == ("logistic", 0)
+    shipped = load_model(DEFAULT_MODEL_DIR)
+    assert isinstance(shipped.stance.relatedness, DenseNetwork) and shipped.stance.latent is None
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_model_with_stage_one_trees_and_a_latent_cosine_trains_loads_and_scores(tmp_path: Path) -> None:
+    write_fnc_csvs(tmp_path / "data")
+    config = dataclasses.replace(tiny_training_config(), relatedness_kind="trees", latent_components=4)
+    card = train(
+        tmp_path / "data",
+        tmp_path / "model",
+        DEFAULT_SEEDS_DIR,
+        config,
+        model_id="tiny-latent-model",
+        version="0.0.1",
+        progress=lambda _message: None,
+        jobs=1,
+    )
+    assert card["training"]["relatedness_kind"] == "trees" and card["training"]["latent_components"] == 4
+    model = load_model(tmp_path / "model")
+    relatedness, latent = model.stance.relatedness, model.stance.latent
+    assert isinstance(relatedness, TreeEnsemble) and latent is not None
+    assert latent.components.shape == (4, model.encoder.n_terms)
+    # Stage 1 reads the 8 shipped columns and the latent cosine after the shared features.
+    expected_columns = [FEATURE_NAMES.index(n) for n in RELATEDNESS_FEATURES] + [len(FEATURE_NAMES)]
+    np.testing.assert_array_equal(relatedness.feature_indices, expected_columns)
+    stances, bodies = tmp_path / "data" / "train_stances.csv", tmp_path / "data" / "train_bodies.csv"
+    pairs = read_pairs(stances, bodies, require_labels=True)
+    predictions = predict_pairs(model.encoder, model.stance, pairs)
+    related = [s != "unrelated" for s in pairs.stances]
+    assert [label != "unrelated" for label in predictions.labels] == related
+    markdown = (tmp_path / "model" / CARD_MARKDOWN_FILE).read_text(encoding="utf-8")
+    assert (
+        "1. related vs unrelated: binary boosted trees (15 rounds of depth 2, learning rate 0.05) on "
+        in markdown
+    )
+    assert "and the cosine of claim and text in a latent space of 4 dimensions" in markdown

@@ -301,6 +301,7 @@ class Scorer:
             reference.claim_vectors,
             self.stance_model.wording_scores(encoded.word),
         )
+        features = self.stance_model.with_latent_cosine(features, encoded.word, reference.claim_vectors.word)
         checkpoint()
         n_texts, n_claims, n_features = features.shape
         claim_similarity = blend_cosines(

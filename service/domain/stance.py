@@ -24,6 +24,7 @@ __all__ = [
     "AveragedClassifier",
     "Classifier",
     "DenseNetwork",
+    "LatentSpace",
     "StanceModel",
     "TreeEnsemble",
     "WordingModel",
@@ -35,6 +36,9 @@ STANCE_LABELS: tuple[str, ...] = ("agree", "disagree", "discuss", "unrelated")
 """The four stance labels, in the column order of every probability array."""
 
 RELATED_LABELS: tuple[str, ...] = STANCE_LABELS[:3]
+
+# Below this norm, latent coordinates of a unit-length TF-IDF vector are rounding errors.
+_LATENT_ZERO = 1e-9
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class TreeEnsemble:
 
     @property
     def n_outputs(self) -> int:
-        """Number of classes."""
+        """Number of classes; 1 for a binary ensemble (one log-odds score, two probability columns)."""
         return len(self.baseline)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
@@ -152,6 +156,9 @@ class TreeEnsemble:
             # Tree after tree, in order (a Fortran-ordered sum adds column after column): the
             # order the validation figures were computed in, so probabilities stay bit-identical.
             raw[:, c] += np.asfortranarray(reached[:, lo:hi]).sum(axis=1)
+        if self.n_outputs == 1:  # binary: one raw score, the log-odds of the positive class
+            positive = _sigmoid(raw[:, 0])
+            return np.column_stack([1.0 - positive, positive])
         return _softmax(raw)
 
     @cached_property
@@ -224,6 +231,49 @@ class WordingModel:
 
 
 @dataclass(frozen=True)
+class LatentSpace:
+    """A latent-semantic space of the word TF-IDF vectors: the top right singular vectors of the
+    training texts' TF-IDF matrix (a truncated SVD, as in latent semantic analysis).
+
+    Two texts about one subject in different words (a debate claim and a reader's comment)
+    can be close in this space while sharing few terms; stage 1 may read the cosine of claim
+    and text here as one more feature (:meth:`cosines`).
+    """
+
+    components: np.ndarray  # (dimensions, vocabulary terms)
+
+    def __post_init__(self) -> None:
+        if self.components.ndim != 2 or not self.components.shape[0]:
+            raise ValueError("latent components must have shape (dimensions >= 1, terms)")
+        if not np.isfinite(self.components).all():
+            raise ValueError("latent components must be finite")
+
+    @property
+    def n_terms(self) -> int:
+        """Size of the vocabulary the components are indexed by."""
+        return self.components.shape[1]
+
+    def project(self, word_vectors: sp.csr_matrix) -> np.ndarray:
+        """Unit-length coordinates of texts given their word TF-IDF rows: shape (N, dimensions).
+
+        A text with no coordinate (no word of the space) stays all zeros, so its cosines are 0;
+        so does one whose coordinates are only rounding errors (norm below 1e-9, against 1 for a
+        text within the space): scaled to unit length, they would give any cosine at all.
+        """
+        if word_vectors.shape[1] != self.n_terms:
+            raise ValueError(
+                f"word vectors have {word_vectors.shape[1]} columns, the latent space {self.n_terms} terms"
+            )
+        coordinates = np.asarray(word_vectors @ self.components.T)
+        norms = np.linalg.norm(coordinates, axis=1, keepdims=True)
+        return np.where(norms > _LATENT_ZERO, coordinates / np.maximum(norms, _LATENT_ZERO), 0.0)
+
+    def cosines(self, text_vectors: sp.csr_matrix, claim_vectors: sp.csr_matrix) -> np.ndarray:
+        """Cosine of every (text, claim) pair in the latent space: shape (N texts, K claims)."""
+        return self.project(text_vectors) @ self.project(claim_vectors).T
+
+
+@dataclass(frozen=True)
 class AveragedClassifier:
     """The weighted mean of the class probabilities of several classifiers.
 
@@ -272,11 +322,14 @@ class Classifier(Protocol):
 class StanceModel:
     """Combines the relatedness network and the stance classifier into four-way stance probabilities."""
 
-    relatedness: DenseNetwork
+    relatedness: DenseNetwork | TreeEnsemble
     stance: Classifier
     related_threshold: float = 0.5
     # None only for models whose stance stage ignores the wording columns (tests).
     wording: WordingModel | None = None
+    # With a latent space, the pair features get one more column after the shared ones: the
+    # latent cosine of text and claim (:meth:`with_latent_cosine`), which stage 1 may read.
+    latent: LatentSpace | None = None
 
     def __post_init__(self) -> None:
         if self.relatedness.n_outputs != 1:
@@ -285,6 +338,19 @@ class StanceModel:
             raise ValueError(f"the stance classifier must have {len(RELATED_LABELS)} outputs")
         if not 0.0 < self.related_threshold < 1.0:
             raise ValueError("related_threshold must lie strictly between 0 and 1")
+
+    def with_latent_cosine(
+        self, features: np.ndarray, text_vectors: sp.csr_matrix, claim_vectors: sp.csr_matrix
+    ) -> np.ndarray:
+        """``features`` (N texts, K claims, F) as this model reads them: unchanged without a
+        latent space, else with the latent cosine of each pair appended, shape (N, K, F + 1).
+
+        ``text_vectors`` and ``claim_vectors`` are the texts' and claims' word TF-IDF rows.
+        """
+        if self.latent is None:
+            return features
+        cosines = self.latent.cosines(text_vectors, claim_vectors)
+        return np.concatenate([features, cosines[:, :, None]], axis=2)
 
     def wording_scores(self, word_vectors: sp.csr_matrix) -> np.ndarray:
         """The :class:`WordingModel` scores of texts (zeros without one): shape (N, 3)."""

@@ -39,7 +39,7 @@ from service.domain import (
     TreeEnsemble,
     WordingModel,
 )
-from service.domain.stance import Classifier  # the protocol of a stage's classifier
+from service.domain.stance import Classifier, LatentSpace  # Classifier: the protocol of a stage
 
 FORMAT_VERSION = 4
 """Version of the file layout; bumped when this module reads files differently."""
@@ -145,11 +145,15 @@ def load_model(directory: Path) -> LoadedModel:
             )
         stance_stage = _classifier(arrays, "stance")
         _check_stage_matches_card(stance_stage, card["training"])
+        latent = _latent_space(arrays, encoder.n_terms)
+        relatedness = _single_classifier(arrays, "relatedness")
+        _check_relatedness(relatedness, card["training"], latent)
         stance = StanceModel(
-            relatedness=_network(arrays, "relatedness"),
+            relatedness=relatedness,
             stance=stance_stage,
             related_threshold=float(card["training"]["related_threshold"]),
             wording=wording,
+            latent=latent,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ArtifactError(f"{directory}: inconsistent artifact: {error}") from None
@@ -251,6 +255,40 @@ def _single_classifier(arrays: dict[str, np.ndarray], prefix: str) -> TreeEnsemb
     return _network(arrays, prefix)
 
 
+def _latent_space(arrays: dict[str, np.ndarray], n_terms: int) -> LatentSpace | None:
+    """The latent space stored with a model trained with latent_components > 0, else None."""
+    if "latent.components" not in arrays:
+        return None
+    latent = LatentSpace(arrays["latent.components"])
+    if latent.n_terms != n_terms:
+        raise ValueError(f"the latent space has {latent.n_terms} terms, the vocabulary {n_terms}")
+    return latent
+
+
+def _check_relatedness(
+    stage: TreeEnsemble | DenseNetwork, training: dict, latent: LatentSpace | None
+) -> None:
+    """Raise ValueError when stage 1 is not what ``card["training"]`` describes or reads a
+    column the pair features will not have.
+
+    Cards written before stage 1 had a choice of learner or latent space have neither key:
+    a logistic stage 1 without a latent space.
+    """
+    kind = training.get("relatedness_kind", "logistic")
+    components = training.get("latent_components", 0)
+    expected = TreeEnsemble if kind == "trees" else DenseNetwork
+    if not isinstance(stage, expected):
+        raise ValueError(f"stage 1 in {ARRAYS_FILE} is not a {kind} classifier, as {CARD_FILE} says")
+    if (latent is None) != (not components) or (latent is not None and len(latent.components) != components):
+        raise ValueError(
+            f"the latent space in {ARRAYS_FILE} does not have the {components} dimensions of {CARD_FILE}"
+        )
+    n_columns = len(FEATURE_NAMES) + (latent is not None)
+    columns = np.asarray(stage.feature_indices)
+    if columns.size and (columns.min() < 0 or columns.max() >= n_columns):
+        raise ValueError(f"stage 1 reads a feature column outside the {n_columns} the model computes")
+
+
 def _check_stage_matches_card(stage: Classifier, training: dict) -> None:
     """Raise ValueError when the stored stance stage is not what ``card["training"]`` describes."""
     kind = training["stance_kind"]
@@ -289,6 +327,8 @@ def model_arrays(encoder: TextEncoder, model: StanceModel) -> dict[str, np.ndarr
     arrays["wording.weights"] = model.wording.weights.astype(np.float64)
     arrays["wording.intercept"] = model.wording.intercept.astype(np.float64)
     _store_classifier(arrays, "relatedness", model.relatedness)
+    if model.latent is not None:
+        arrays["latent.components"] = model.latent.components.astype(np.float64)
     _store_classifier(arrays, "stance", model.stance)
     return arrays
 

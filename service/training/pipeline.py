@@ -121,7 +121,7 @@ class Predictions:
 
 def predict_pairs(encoder: TextEncoder, model: StanceModel, pairs: PairSet) -> Predictions:
     """Stance and similarity of every (headline, body) pair."""
-    features = pair_feature_matrix(encoder, pairs, model.wording)
+    features = pair_feature_matrix(encoder, pairs, model.wording, latent=model.latent)
     probabilities = model.predict_proba(features)
     similarity = blend_cosines(
         features[:, FEATURE_NAMES.index("cos_word")],
