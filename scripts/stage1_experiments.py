@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -366,7 +367,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["cache", "run", "narrative"])
     parser.add_argument("seeds", type=int, nargs="*", help="story splits (cache, run)")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/i13s1"))
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "stage1-experiments",
+        help="cached features of the splits",
+    )
     parser.add_argument("--components", type=int, default=150, help="SVD components of the LSA space")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), help="default: all")
     args = parser.parse_args()

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,7 +178,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["cache", "run"])
     parser.add_argument("seeds", type=int, nargs="+")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/i13b"))
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "stage2-experiments",
+        help="cached features of the splits",
+    )
     parser.add_argument("--variant", action="append", default=[])
     parser.add_argument("--kind", choices=["trees", "trees_and_mlps"], default="trees")
     parser.add_argument("--threshold", type=float, help="related threshold (default: the shipped one)")
