@@ -473,11 +473,9 @@ def fit_stance_model(
     return StanceModel(relatedness, stance, config.related_threshold, wording, latent)
 
 
-def _fit_relatedness_trees(
-    x: np.ndarray, related: np.ndarray, columns: np.ndarray, config: TrainingConfig
-) -> TreeEnsemble:
-    """Stage 1 as binary boosted trees (the trees_* settings) on ``x``, the ``columns`` of the features."""
-    model = HistGradientBoostingClassifier(
+def _booster(config: TrainingConfig) -> HistGradientBoostingClassifier:
+    """Unfitted boosted trees with the trees_* settings (stage 1 or stage 2)."""
+    return HistGradientBoostingClassifier(
         learning_rate=config.trees_learning_rate,
         max_iter=config.trees_rounds,
         max_depth=config.trees_depth,
@@ -485,6 +483,13 @@ def _fit_relatedness_trees(
         early_stopping=False,
         random_state=config.seed,
     )
+
+
+def _fit_relatedness_trees(
+    x: np.ndarray, related: np.ndarray, columns: np.ndarray, config: TrainingConfig
+) -> TreeEnsemble:
+    """Stage 1 as binary boosted trees (the trees_* settings) on ``x``, the ``columns`` of the features."""
+    model = _booster(config)
     model.fit(x, related)
     if list(model.classes_) != [0, 1]:
         raise ValueError("stage 1 needs both related and unrelated training pairs")
@@ -502,14 +507,7 @@ def _check_classes(model: HistGradientBoostingClassifier | LogisticRegression | 
 def _fit_trees(
     x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, config: TrainingConfig
 ) -> TreeEnsemble:
-    model = HistGradientBoostingClassifier(
-        learning_rate=config.trees_learning_rate,
-        max_iter=config.trees_rounds,
-        max_depth=config.trees_depth,
-        l2_regularization=config.trees_l2,
-        early_stopping=False,
-        random_state=config.seed,
-    )
+    model = _booster(config)
     # Trees need no standardising; the sample weights balance the classes.
     model.fit(x, y, sample_weight=sample_weight)
     _check_classes(model)
