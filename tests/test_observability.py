@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import Settings
 from service.http.app import create_app
-from service.http.observability import REQUEST_ID_HEADER
+from service.http.observability import REQUEST_ID_HEADER, SCORING_ROUTE
 
 SCORE = "/v1/score"
 TEXTS = [
@@ -105,6 +105,29 @@ def test_metrics_count_a_scoring_request_its_texts_and_characters(client) -> Non
         sum(len(t) for t in TEXTS)
     )
     assert metric_value(text, "discourse_errors_total") == 0
+
+
+def test_the_known_series_exist_at_zero_before_any_request(app, client) -> None:
+    """Every problem type, every status of the scoring route and each reference's stance
+    series are exported from start-up, at 0."""
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        for sample in family.samples
+    }
+    assert samples[("discourse_errors_total", (("type", "overloaded"),))] == 0
+    assert samples[("discourse_errors_total", (("type", "deadline-exceeded"),))] == 0
+    assert (
+        samples[("discourse_http_requests_total", (("method", "POST"), ("route", SCORE), ("status", "422")))]
+        == 0
+    )
+    reference = app.extensions["discourse"]["runtime"].scorer.default_reference
+    for stance in ("agree", "disagree", "discuss", "unrelated", "none"):
+        key = ("discourse_texts_scored_total", (("reference", reference), ("stance", stance)))
+        assert samples[key] == 0
+    # The label is the scoring route's template: a renamed route must rename it too.
+    assert SCORING_ROUTE == SCORE
+    assert any(r.rule == SCORING_ROUTE and "POST" in (r.methods or ()) for r in app.url_map.iter_rules())
 
 
 def test_metrics_count_problems_by_type(client) -> None:

@@ -159,6 +159,11 @@ def test_char_chunks_group_texts_up_to_the_size() -> None:
     assert list(char_chunks([], chars=25)) == [(0, 0)]
 
 
+def test_char_chunks_also_stop_at_the_number_of_texts() -> None:
+    assert list(char_chunks([1] * 5, chars=100, max_texts=2)) == [(0, 2), (2, 4), (4, 5)]
+    assert list(char_chunks([10, 60, 10, 10], chars=50, max_texts=2)) == [(0, 1), (1, 2), (2, 4)]
+
+
 def test_a_checkpoint_that_raises_stops_the_scoring(scorer: Scorer) -> None:
     calls: list[int] = []
 

@@ -17,11 +17,13 @@ from service.domain.references import PreparedReference
 from service.domain.stance import STANCE_LABELS, StanceModel, combine_claim_stances
 from service.domain.vectors import EncodedTexts, blend_cosines
 from service.domain.workload import (
+    CHARS_PER_CHUNK,
     TEXTS_PER_CHUNK,
     Checkpoint,
     WorkCounter,
     WorkLimitError,
     WorkLimits,
+    char_chunks,
     no_checkpoint,
 )
 
@@ -169,8 +171,10 @@ class Scorer:
     ) -> list[TextScore]:
         """Score ``texts`` against a reference; results follow input order.
 
-        The texts are scored in chunks of :data:`~service.domain.workload.TEXTS_PER_CHUNK`;
-        each text's scores are the same in any batch.
+        The texts are scored in chunks of at most
+        :data:`~service.domain.workload.TEXTS_PER_CHUNK` texts and
+        :data:`~service.domain.workload.CHARS_PER_CHUNK` characters; each text's scores are the
+        same in any batch.
 
         Parameters
         ----------
@@ -222,8 +226,8 @@ class Scorer:
         # count the whole request; each text's scores do not depend on its neighbours.
         counter = WorkCounter(limits)
         results: list[TextScore] = []
-        for lo in range(0, len(texts), TEXTS_PER_CHUNK):
-            hi = lo + TEXTS_PER_CHUNK
+        lengths = [len(t) if isinstance(t, str) else len(t.text) for t in texts]
+        for lo, hi in char_chunks(lengths, CHARS_PER_CHUNK, TEXTS_PER_CHUNK):
             normalized = [
                 t if isinstance(t, NormalizedText) else normalize(t, f)
                 for t, f in zip(texts[lo:hi], formats[lo:hi], strict=True)

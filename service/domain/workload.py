@@ -1,16 +1,17 @@
 """Bounds on the work one scoring call may do: sentence and token caps, chunks, checkpoints.
 
-A request's byte size says little about its cost: two megabytes of ``". "`` are a
-million sentences. A scoring call works through its texts :data:`TEXTS_PER_CHUNK` at a
-time. The encoder counts sentences (with at least one word) and word tokens per text,
-and in total over the call's chunks (:class:`WorkCounter`), while it tokenises; a text
-over :class:`WorkLimits` is refused with :class:`WorkLimitError` before any of its
-per-sentence arrays is built. A call whose total passes a limit in a later chunk has
-had its earlier chunks scored, work within the limits, before it is refused; the rest is
-only counted, so that the error names every text over a limit. Per-sentence features
-are computed in chunks of whole texts of at most :data:`SENTENCE_CHUNK_ROWS` sentences
-(plus one text), so their memory does not grow with the batch. A ``checkpoint`` callable,
-called between stages, lets the caller stop the work (a deadline, a client gone) by raising.
+A request's byte size says little about its cost: two megabytes of ``". "`` are a million
+sentences. A scoring call works through its texts in chunks of at most
+:data:`TEXTS_PER_CHUNK` texts and :data:`CHARS_PER_CHUNK` characters. The encoder counts
+sentences (with at least one word) and word tokens per text, and in total over the call's
+chunks (:class:`WorkCounter`), while it tokenises; a text over :class:`WorkLimits` is
+refused with :class:`WorkLimitError` before any of its per-sentence arrays is built. A call
+whose total passes a limit in a later chunk has had its earlier chunks scored, work within
+the limits, before it is refused; the rest is only counted, so that the error names every
+text over a limit. Per-sentence features are computed in chunks of whole texts of at most
+:data:`SENTENCE_CHUNK_ROWS` sentences (plus one text), so their memory does not grow with
+the batch. A ``checkpoint`` callable, called between stages, lets the caller stop the work
+(a deadline, a client gone) by raising.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from service.domain.errors import DiscourseError
 
 __all__ = [
+    "CHARS_PER_CHUNK",
     "CHAR_CHUNK",
     "SENTENCE_CHUNK_ROWS",
     "TEXTS_PER_CHUNK",
@@ -43,12 +45,16 @@ SENTENCE_CHUNK_ROWS = 4096
 """Sentences per chunk of per-sentence work (a chunk holds whole texts; a larger text is one chunk)."""
 
 TEXTS_PER_CHUNK = 32
-"""Texts a scoring call encodes and scores together (:meth:`Scorer.score` loops over chunks).
+"""Most texts a scoring call encodes and scores together (:meth:`Scorer.score` loops over chunks)."""
+
+CHARS_PER_CHUNK = 128 * 1024
+"""Most characters a scoring chunk holds (a longer text is a chunk by itself).
 
 Python's allocator keeps a 1 MiB arena as long as one object in it lives, so a worker
-keeps part of a request's peak of small objects for good; scoring 256 texts 32 at a
-time keeps that peak, and what stays, to one chunk's (docs/robustness.md). Throughput
-per text is the same as with larger batches (bench/cpu_rates.py)."""
+keeps part of a request's peak of small objects for good; scoring a 2 MB request 128 K
+characters at a time keeps that peak, and what stays, to one chunk's (docs/robustness.md).
+Texts of 2,000 characters still go 32 at a time and texts of 8,000 characters 16 at a
+time, at the CPU cost per text of larger batches (bench/cpu_rates.py)."""
 
 CHAR_CHUNK = 256 * 1024
 """Characters per chunk of character n-gram hashing (a longer text is one chunk by itself)."""
@@ -181,13 +187,16 @@ def text_chunks(
         first = end
 
 
-def char_chunks(lengths: list[int], chars: int | None = None) -> Iterator[tuple[int, int]]:
+def char_chunks(
+    lengths: list[int], chars: int | None = None, max_texts: int | None = None
+) -> Iterator[tuple[int, int]]:
     """Ranges ``(start, end)`` of consecutive texts of at most ``chars`` characters together
-    (a longer text is a range by itself); ``chars`` defaults to :data:`CHAR_CHUNK`."""
+    (a longer text is a range by itself) and at most ``max_texts`` texts (``None``: any number);
+    ``chars`` defaults to :data:`CHAR_CHUNK`."""
     chars = CHAR_CHUNK if chars is None else chars
     start, total = 0, 0
     for i, length in enumerate(lengths):
-        if i > start and total + length > chars:
+        if i > start and (total + length > chars or i - start == max_texts):
             yield start, i
             start, total = i, 0
         total += length

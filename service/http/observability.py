@@ -40,7 +40,9 @@ from pythonjsonlogger.json import JsonFormatter
 from werkzeug.exceptions import MethodNotAllowed
 
 from service.config import Settings
+from service.domain.stance import STANCE_LABELS
 from service.http import telemetry
+from service.http.problems import PROBLEM_TYPES
 from service.loaders.runtime import Runtime
 
 # Before any metric value exists: multiprocess files get their blocks allocated (no SIGBUS when full).
@@ -63,6 +65,8 @@ access_log = logging.getLogger("discourse.access")
 # Any other method string is client-chosen, so it is folded into one label value.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
+SCORING_ROUTE = "/v1/score"
+"""The scoring endpoint's route label, whose series exist from start-up (a test checks the route)."""
 
 # Seconds: from a probe (milliseconds) to a full 256-text batch with evidence under load.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -165,6 +169,25 @@ class Metrics:
             ),
         )
 
+    def start_known_series(self, references: list[str]) -> None:
+        """Create, at zero, the series of the scoring route, the problem types and ``references``.
+
+        A series that exists before its first event shows in ``rate()`` and alerts from the
+        start. It also keeps memory down: a series created during a large request is a few
+        long-lived objects placed among the request's temporaries, which keep the allocator
+        from giving their memory back afterwards (docs/robustness.md).
+        """
+        for slug in PROBLEM_TYPES:
+            self.errors.labels(type=slug)
+        for status in sorted({200} | {t.status for t in PROBLEM_TYPES.values()}):
+            self.requests.labels(route=SCORING_ROUTE, method="POST", status=str(status))
+        self.duration.labels(route=SCORING_ROUTE, method="POST")
+        for reference in references:
+            self.characters.labels(reference=reference)
+            self.similarity.labels(reference=reference)
+            for stance in (*STANCE_LABELS, "none"):
+                self.texts_scored.labels(reference=reference, stance=stance)
+
     def exposition_registry(self) -> CollectorRegistry:
         """The registry to serialise for a scrape: all processes' files, or this app's own metrics."""
         if self.multiprocess_dir is None:
@@ -242,6 +265,7 @@ def init_app(app: Flask, settings: Settings, runtime: Runtime) -> None:
             version=runtime.model.version,
             references=",".join(sorted(runtime.scorer.references)),
         ).set(1)
+        metrics.start_known_series(sorted(runtime.scorer.references))
     except Exception as error:  # a full or unwritable metrics directory must not stop the service
         telemetry.report_failure("model info metric", error)
 
