@@ -135,9 +135,13 @@ def test_the_limits_count_the_whole_request_across_chunks(scorer: Scorer) -> Non
     )
 
 
-def test_the_encoder_takes_limits_or_a_counter_not_both(scorer: Scorer) -> None:
-    with pytest.raises(ValueError, match="limits or a counter"):
-        scorer.encoder.encode(["ab"], limits=WorkLimits(), counter=WorkCounter(WorkLimits()))
+def test_an_encoder_call_counts_on_a_shared_counter(scorer: Scorer) -> None:
+    counter = WorkCounter(WorkLimits(max_tokens_per_request=4))
+    scorer.encoder.encode(["ab cd ef"], counter=counter)
+    with pytest.raises(WorkLimitError) as caught:
+        scorer.encoder.encode(["gh ij"], counter=counter)
+    assert "over it by text 1" in caught.value.violations[0].message
+    assert (counter.texts, counter.tokens) == (2, 5)  # numbered and summed across both calls
 
 
 def test_text_chunks_hold_whole_texts_and_cover_every_sentence() -> None:

@@ -39,7 +39,7 @@ from service.domain.sparse_rows import (
 )
 from service.domain.text import WORD_PATTERN, Span, sentence_pieces
 from service.domain.vectors import EncodedTexts, blend_cosines, cross
-from service.domain.workload import Checkpoint, WorkCounter, WorkLimits, char_chunks, no_checkpoint
+from service.domain.workload import Checkpoint, WorkCounter, char_chunks, no_checkpoint
 
 __all__ = [
     "LEXICON_NAMES",
@@ -236,7 +236,6 @@ class TextEncoder:
         self,
         texts: Sequence[str | NormalizedText],
         *,
-        limits: WorkLimits | None = None,
         counter: WorkCounter | None = None,
         checkpoint: Checkpoint = no_checkpoint,
         claims: bool = False,
@@ -252,13 +251,12 @@ class TextEncoder:
         texts:
             ``n`` texts. Strings are read as plain text through :func:`normalize`; pass
             :class:`NormalizedText` objects for HTML or Markdown.
-        limits:
-            Sentences and words allowed per text and per call, checked while tokenising,
-            before any per-sentence array is built; ``None``: no limit.
         counter:
-            Instead of ``limits``: a counter shared by several calls (a request's chunks of
-            texts), so that the limits per call apply to their total and errors number the
-            texts across all of them. Once it is over a limit, a call only counts.
+            Counts sentences and words against its limits while tokenising, before any
+            per-sentence array is built; it may be shared by several calls (a request's
+            chunks of texts), so that the limits apply to their total and errors number the
+            texts across all of them. Once it is over a limit, a call only counts. ``None``:
+            no limit.
         checkpoint:
             Called every few texts and between steps; may raise to stop the work.
         claims:
@@ -276,12 +274,8 @@ class TextEncoder:
         Raises
         ------
         WorkLimitError
-            The texts exceed ``limits`` (or ``counter`` is over its limits).
-        ValueError
-            Both ``limits`` and ``counter`` are given.
+            ``counter`` is over its limits.
         """
-        if limits is not None and counter is not None:
-            raise ValueError("pass limits or a counter that holds them, not both")
         cfg = self.config
         n_texts = len(texts)
         n_terms = self.n_terms
@@ -299,7 +293,7 @@ class TextEncoder:
         char_texts: list[str] = []
         char_owner: list[int] = []
         char_sentence: list[int] = []
-        counter = WorkCounter(limits) if counter is None else counter
+        counter = WorkCounter(None) if counter is None else counter
         for i, item in enumerate(normalized):
             if i % 16 == 0:
                 checkpoint()
