@@ -3,8 +3,10 @@
 ``cache SEED...`` computes, for each story split, what every stage-2 experiment shares (the
 split's encoder, augmentations, pair features with out-of-fold wording scores, and the held-out
 pairs' features) exactly as :func:`service.training.pipeline.validate_on_split` does, and stores
-them under ``--cache``. ``run NAME SEED...`` refits both stages on a cached split with the
-variant NAME and prints each domain's figures; the baseline reproduces ``discourse validate``.
+them under ``--cache``. ``run SEED... --variant NAME`` refits both stages on each cached split with
+the variant NAME and prints each domain's figures; the baseline reproduces ``discourse validate``.
+The ``oracle_related*`` variants and ``narrative-oracle`` replace stage 1 with the true
+related/unrelated labels, so what they report is how far stage 2 alone can go.
 """
 
 from __future__ import annotations
@@ -121,6 +123,10 @@ VARIANTS: dict[str, dict] = {
     "oracle_genre": {"genre": "oracle"},
     "oracle_split": {"split_by_corpus": True},
     "per_corpus_oracle_genre": {"per_corpus": True, "genre": "oracle"},
+    # Upper bounds of stage 2 alone: stage 1 replaced by the true related/unrelated label of
+    # each held-out pair, so every error left is stage 2's (agree, disagree or discuss).
+    "oracle_related": {"oracle_related": True},
+    "oracle_related_arc_only": {"oracle_related": True, "train_corpus": "arc"},
 }
 
 
@@ -135,8 +141,14 @@ def run_variant(name: str, seed: int, cache: Path, kind: str, threshold: float |
         x = np.column_stack([x, (dom == "arc").astype(float)])
         x_val = np.column_stack([x_val, (val_dom == "arc").astype(float)])
     base = fit_stance_model(x, meta["train_labels"], dataclasses.replace(config, stance_kind="logistic"))
-    related = y != STANCE_LABELS.index("unrelated")
-    p_related = base.relatedness.predict_proba(x_val)[:, 1]
+    unrelated = STANCE_LABELS.index("unrelated")
+    related = y != unrelated
+    if "train_corpus" in variant:  # stage 2 fitted on one corpus's pairs alone
+        related &= dom == variant["train_corpus"]
+    if variant.get("oracle_related"):
+        p_related = (as_label_indices(meta["val_labels"]) != unrelated).astype(float)
+    else:
+        p_related = base.relatedness.predict_proba(x_val)[:, 1]
     if variant.get("split_by_corpus"):
         conditional = np.zeros((len(x_val), 3))
         for corpus in np.unique(dom):
@@ -166,6 +178,41 @@ def run_variant(name: str, seed: int, cache: Path, kind: str, threshold: float |
     return result
 
 
+def narrative_oracle(model_dir: Path) -> str:
+    """Stage 2's upper bound on the narrative development set: each passage scored by the model
+    in ``model_dir`` as the service scores it, then its true related/unrelated label put in place
+    of the passage's related decision (a related passage gets the largest of its agree/disagree/
+    discuss probabilities; stage 1 still weighs the claims within it). Measured, never tuned on."""
+    from service.config import DEFAULT_SEEDS_DIR
+    from service.domain.references import prepare_reference
+    from service.domain.scorer import Scorer
+    from service.loaders.artifacts import load_model
+    from service.loaders.reference_files import load_reference_directory
+    from service.training.fnc import evaluation_report
+    from service.training.pipeline import NARRATIVE_SET
+
+    model = load_model(model_dir)
+    references, default_id = load_reference_directory(DEFAULT_SEEDS_DIR)
+    prepared = {r.id: prepare_reference(r, model.encoder) for r in references}
+    scorer = Scorer(model.encoder, model.stance, prepared, default_id)
+    lines = NARRATIVE_SET.read_text(encoding="utf-8").splitlines()
+    passages = [json.loads(line) for line in lines if line.strip()]
+    truth = [p["label"] for p in passages]
+    results = scorer.score([p["text"] for p in passages])
+    predicted = [
+        "unrelated"
+        if label == "unrelated" or result.stance is None
+        else max(STANCE_LABELS[:3], key=result.stance.scores.__getitem__)
+        for label, result in zip(truth, results, strict=True)
+    ]
+    report = evaluation_report(truth, predicted)
+    per_class = " / ".join(f"{report['per_class'][k]['f1']:.3f}" for k in STANCE_LABELS[:3])
+    return (
+        f"narrative set, {model.model_id} {model.version}, true relatedness: macro-F1 "
+        f"{report['macro_f1']:.4f}, F1 agree / disagree / discuss {per_class}"
+    )
+
+
 def summary(report: dict) -> str:
     return "  ".join(
         f"{c}: FNC {r['fnc_score']:.2f} mF1 {r['macro_f1']:.4f} "
@@ -176,18 +223,27 @@ def summary(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["cache", "run"])
-    parser.add_argument("seeds", type=int, nargs="+")
+    parser.add_argument("command", choices=["cache", "run", "narrative-oracle"])
+    parser.add_argument("seeds", type=int, nargs="*", help="story splits (cache, run)")
     parser.add_argument(
         "--cache",
         type=Path,
         default=Path(tempfile.gettempdir()) / "stage2-experiments",
         help="cached features of the splits",
     )
-    parser.add_argument("--variant", action="append", default=[])
+    parser.add_argument("--variant", action="append", default=[], choices=list(VARIANTS))
     parser.add_argument("--kind", choices=["trees", "trees_and_mlps"], default="trees")
     parser.add_argument("--threshold", type=float, help="related threshold (default: the shipped one)")
+    parser.add_argument("--model", type=Path, help="narrative-oracle: model directory (default: shipped)")
     args = parser.parse_args()
+    if args.command == "narrative-oracle":
+        from service.config import DEFAULT_MODEL_DIR
+
+        with threadpool_limits(limits=1):
+            print(narrative_oracle(args.model or DEFAULT_MODEL_DIR))
+        return
+    if not args.seeds:
+        parser.error(f"{args.command} needs at least one story split")
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.command == "cache":
         for seed in args.seeds:
