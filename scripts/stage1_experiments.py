@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -319,11 +318,8 @@ def narrative(components: int) -> str:
     final model) beside the shipped stage 2 and wording model, scored on the narrative
     development set as the service scores it (measured, never tuned on)."""
     from service.config import DEFAULT_MODEL_DIR, DEFAULT_SEEDS_DIR
-    from service.domain.references import prepare_reference
-    from service.domain.scorer import Scorer
     from service.loaders.artifacts import load_model
-    from service.loaders.reference_files import load_reference_directory
-    from service.training.pipeline import NARRATIVE_SET, narrative_report
+    from service.training.pipeline import NARRATIVE_SET, narrative_report, read_passages, seed_scorer
 
     shipped = load_model(DEFAULT_MODEL_DIR)
     config = dataclasses.replace(TrainingConfig(), latent_components=components)
@@ -334,9 +330,8 @@ def narrative(components: int) -> str:
     train = augment(pairs, encoder, config)
     features = pair_feature_matrix(encoder, train)  # stage 1 reads no wording column
     latent, cosines = fit_latent_space(encoder, train, config)
-    passages = [json.loads(line) for line in NARRATIVE_SET.read_text(encoding="utf-8").splitlines() if line]
+    passages = read_passages(NARRATIVE_SET)
     truth = [p["label"] != "unrelated" for p in passages]
-    references, default_id = load_reference_directory(DEFAULT_SEEDS_DIR)
     lines = [
         "| variant | related acc. | P(related) ROC-AUC | 4-way macro-F1 | unrelated found | related found |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -351,8 +346,7 @@ def narrative(components: int) -> str:
         )
         model = dataclasses.replace(shipped.stance, relatedness=stage.relatedness, latent=stage.latent)
         report = narrative_report(encoder, model, DEFAULT_SEEDS_DIR, NARRATIVE_SET)
-        prepared = {r.id: prepare_reference(r, encoder) for r in references}
-        results = Scorer(encoder, model, prepared, default_id).score([p["text"] for p in passages])
+        results = seed_scorer(encoder, model, DEFAULT_SEEDS_DIR).score([p["text"] for p in passages])
         auc = roc_auc_score(truth, [r.related or 0.0 for r in results])
         confusion = np.array(report["confusion"]["matrix"])
         lines.append(

@@ -184,19 +184,13 @@ def narrative_oracle(model_dir: Path) -> str:
     of the passage's related decision (a related passage gets the largest of its agree/disagree/
     discuss probabilities; stage 1 still weighs the claims within it). Measured, never tuned on."""
     from service.config import DEFAULT_SEEDS_DIR
-    from service.domain.references import prepare_reference
-    from service.domain.scorer import Scorer
     from service.loaders.artifacts import load_model
-    from service.loaders.reference_files import load_reference_directory
     from service.training.fnc import evaluation_report
-    from service.training.pipeline import NARRATIVE_SET
+    from service.training.pipeline import NARRATIVE_SET, read_passages, seed_scorer
 
     model = load_model(model_dir)
-    references, default_id = load_reference_directory(DEFAULT_SEEDS_DIR)
-    prepared = {r.id: prepare_reference(r, model.encoder) for r in references}
-    scorer = Scorer(model.encoder, model.stance, prepared, default_id)
-    lines = NARRATIVE_SET.read_text(encoding="utf-8").splitlines()
-    passages = [json.loads(line) for line in lines if line.strip()]
+    scorer = seed_scorer(model.encoder, model.stance, DEFAULT_SEEDS_DIR)
+    passages = read_passages(NARRATIVE_SET)
     truth = [p["label"] for p in passages]
     results = scorer.score([p["text"] for p in passages])
     predicted = [

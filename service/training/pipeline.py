@@ -495,20 +495,9 @@ def evaluate_narrative(
     return report
 
 
-def narrative_report(
-    encoder: TextEncoder,
-    stance: StanceModel,
-    seeds_dir: Path,
-    passages_path: Path,
-    reference_id: str | None = None,
-) -> dict:
-    """Figures on labelled passages scored against a reference, as the service scores them.
-
-    ``passages_path`` is a JSONL file of objects with ``id``, ``text`` and ``label`` (one of
-    the four stances; other keys such as ``genre`` are kept for the breakdown). Reports the
-    4-way figures of :func:`evaluation_report`, related-vs-unrelated accuracy, the similarity's
-    ROC-AUC for related vs unrelated, and accuracy per genre. Passages whose language differs
-    from the reference's (no stance) count as ``unrelated``.
+def read_passages(passages_path: Path) -> list[dict]:
+    """The labelled passages of a JSONL file: objects with ``text`` and ``label`` (one of the
+    four stances), other keys kept as they are; blank lines are skipped.
 
     Raises :class:`DataFormatError` naming the line of a malformed passage.
     """
@@ -530,9 +519,36 @@ def narrative_report(
                     f"{passages_path}, line {line_number}: 'label' must be one of {', '.join(STANCE_LABELS)}"
                 )
             passages.append(item)
+    return passages
+
+
+def seed_scorer(encoder: TextEncoder, stance: StanceModel, seeds_dir: Path) -> Scorer:
+    """A :class:`Scorer` of ``encoder`` and ``stance`` over the references in ``seeds_dir``,
+    as the service builds it."""
     references, default_id = load_reference_directory(seeds_dir)
     prepared = {r.id: prepare_reference(r, encoder) for r in references}
-    scorer = Scorer(encoder, stance, prepared, default_id)
+    return Scorer(encoder, stance, prepared, default_id)
+
+
+def narrative_report(
+    encoder: TextEncoder,
+    stance: StanceModel,
+    seeds_dir: Path,
+    passages_path: Path,
+    reference_id: str | None = None,
+) -> dict:
+    """Figures on labelled passages scored against a reference, as the service scores them.
+
+    ``passages_path`` is a JSONL file of objects with ``id``, ``text`` and ``label`` (one of
+    the four stances; other keys such as ``genre`` are kept for the breakdown). Reports the
+    4-way figures of :func:`evaluation_report`, related-vs-unrelated accuracy, the similarity's
+    ROC-AUC for related vs unrelated, and accuracy per genre. Passages whose language differs
+    from the reference's (no stance) count as ``unrelated``.
+
+    Raises :class:`DataFormatError` naming the line of a malformed passage.
+    """
+    passages = read_passages(passages_path)
+    scorer = seed_scorer(encoder, stance, seeds_dir)
     results = scorer.score([p["text"] for p in passages], reference_id=reference_id)
     truth = [p["label"] for p in passages]
     predicted = [r.stance.label if r.stance is not None else "unrelated" for r in results]
